@@ -1,0 +1,128 @@
+"""H3 cells for pings and fences: computing them in bulk and looking them up in bulk.
+
+One rule: cells are H3 64-bit integers in `uint64` arrays, and every operation here works on a
+whole batch at once (the hot path never loops in Python over cells, except the one unavoidable
+call per ping into h3's C library in `cells_of`).
+"""
+
+from __future__ import annotations
+
+import math
+from itertools import repeat
+
+import h3
+import numpy as np
+from h3.api import numpy_int as h3n
+from numpy.typing import NDArray
+
+from geo.fences import haversine_m
+
+Cells = NDArray[np.uint64]
+
+MAX_RESOLUTION = 15
+_RES_SHIFT = np.uint64(52)
+_RES_MASK = np.uint64(0xF << 52)
+# Fibonacci hashing: a multiply by 2^64/φ spreads H3 indexes (whose low bits are mostly the
+# 0b111 padding of unused digits) over the whole table.
+_HASH_MULTIPLIER = np.uint64(0x9E3779B97F4A7C15)
+
+
+def cells_of(lat: NDArray[np.float64], lng: NDArray[np.float64], resolution: int) -> Cells:
+    """The H3 cell at `resolution` of each (lat, lng) point."""
+    to_cell = h3n.latlng_to_cell
+    return np.fromiter(
+        map(to_cell, lat.tolist(), lng.tolist(), repeat(resolution)),
+        dtype=np.uint64, count=len(lat),
+    )
+
+
+def cell_of(lat: float, lng: float, resolution: int) -> int:
+    """The H3 cell at `resolution` of one point."""
+    return int(h3n.latlng_to_cell(lat, lng, resolution))
+
+
+def parents_of(cells: Cells, resolution: int) -> Cells:
+    """The ancestor at `resolution` of each cell (all cells finer than or at `resolution`).
+
+    Pure bit arithmetic on the H3 layout: set the resolution field, and fill the digits below the
+    parent's resolution with 7 (unused), exactly as `h3.cell_to_parent` does.
+    """
+    unused_digits = np.uint64((1 << (3 * (MAX_RESOLUTION - resolution))) - 1)
+    return (cells & ~_RES_MASK) | (np.uint64(resolution) << _RES_SHIFT) | unused_digits
+
+
+def circumradius_m(cell: int) -> float:
+    """Largest great-circle distance from the cell's centre to one of its vertices."""
+    lat0, lng0 = h3n.cell_to_latlng(cell)
+    return max(haversine_m(lat0, lng0, lat, lng) for lat, lng in h3n.cell_to_boundary(cell))
+
+
+def cell_centres(cells: Cells) -> tuple[NDArray[np.float64], NDArray[np.float64]]:
+    """(lat, lng) arrays of the cells' centres."""
+    flat = np.fromiter(
+        (x for c in cells.tolist() for x in h3n.cell_to_latlng(c)),
+        dtype=np.float64, count=2 * len(cells),
+    )
+    return flat[0::2].copy(), flat[1::2].copy()
+
+
+def compact(cells: Cells) -> Cells:
+    """`h3.compact_cells` on a uint64 array (cells all at one resolution)."""
+    if len(cells) < 7:
+        return cells
+    return np.asarray(h3n.compact_cells(cells), dtype=np.uint64)
+
+
+def disk(cell: int, k: int) -> Cells:
+    """All cells within `k` grid steps of `cell`."""
+    return np.asarray(h3n.grid_disk(cell, k), dtype=np.uint64)
+
+
+def polyfill(shape: h3.H3Shape, resolution: int) -> Cells:
+    """Cells whose centre lies inside `shape` (a `LatLngPoly` or `LatLngMultiPoly`)."""
+    return np.asarray(h3n.h3shape_to_cells(shape, resolution), dtype=np.uint64)
+
+
+class CellTable:
+    """An immutable hash table from H3 cells to int32 values, queried in bulk.
+
+    A Python dict of millions of int keys costs ~100 bytes per key; this costs ~20 and answers a
+    whole batch with a fixed handful of numpy operations: keys are grouped by hash bucket (CSR
+    layout, about one key per bucket), and a query compares itself with every key of its bucket
+    in one vectorised gather, so there is no probe loop whose length depends on bad luck.
+    """
+
+    __slots__ = ("_bits", "_keys", "_starts", "_values")
+
+    def __init__(self, keys: Cells, values: NDArray[np.int32]) -> None:
+        ordered = np.sort(keys)
+        if len(ordered) > 1 and not (ordered[1:] != ordered[:-1]).all():
+            raise ValueError("CellTable keys must be unique")
+        self._bits = max(4, math.ceil(math.log2(max(1, len(keys)))))
+        buckets = self._bucket(keys)
+        order = np.argsort(buckets, kind="stable")
+        self._keys = keys[order]
+        self._values = values[order].astype(np.int32)
+        counts = np.bincount(buckets.astype(np.int64), minlength=1 << self._bits)
+        self._starts = np.zeros(len(counts) + 1, dtype=np.int32)
+        np.cumsum(counts, out=self._starts[1:])
+
+    def _bucket(self, cells: Cells) -> Cells:
+        return (cells * _HASH_MULTIPLIER) >> np.uint64(64 - self._bits)
+
+    @property
+    def nbytes(self) -> int:
+        return int(self._keys.nbytes + self._values.nbytes + self._starts.nbytes)
+
+    def lookup(self, cells: Cells) -> NDArray[np.int32]:
+        """The value of each cell, or -1 where the cell is absent."""
+        buckets = self._bucket(cells).astype(np.int64)
+        first = self._starts[buckets]
+        counts = self._starts[buckets + 1] - first
+        query = np.repeat(np.arange(len(cells)), counts)
+        ends = np.cumsum(counts)
+        slots = np.arange(len(query)) + np.repeat(first - (ends - counts), counts)
+        same = self._keys[slots] == cells[query]
+        out = np.full(len(cells), -1, dtype=np.int32)
+        out[query[same]] = self._values[slots[same]]
+        return out
