@@ -46,9 +46,9 @@ class Trigger(msgspec.Struct, kw_only=True, forbid_unknown_fields=True, frozen=T
 
     def __post_init__(self) -> None:
         if self.min_probability is not None and self.kind != "predicted_next":
-            raise ValueError("min_probability applies only to the predicted_next trigger")
+            raise ValueError("min_probability: applies only to the predicted_next trigger")
         if self.kind == "predicted_next" and not (self.store_ids or self.geofence_ids or self.tags):
-            raise ValueError("a predicted_next trigger must name the store_ids it predicts")
+            raise ValueError("store_ids: a predicted_next trigger must name the stores it predicts")
 
 
 class Daypart(msgspec.Struct, kw_only=True, forbid_unknown_fields=True, frozen=True):
@@ -60,9 +60,9 @@ class Daypart(msgspec.Struct, kw_only=True, forbid_unknown_fields=True, frozen=T
 
     def __post_init__(self) -> None:
         if len(set(self.days)) != len(self.days):
-            raise ValueError("days must not repeat")
+            raise ValueError("days: must not repeat")
         if self.from_ == self.to:
-            raise ValueError("from and to must differ")
+            raise ValueError("to: must differ from `from`")
 
 
 class Schedule(msgspec.Struct, kw_only=True, forbid_unknown_fields=True, frozen=True):
@@ -72,9 +72,9 @@ class Schedule(msgspec.Struct, kw_only=True, forbid_unknown_fields=True, frozen=
 
     def __post_init__(self) -> None:
         if self.starts_at.tzinfo is None or self.ends_at.tzinfo is None:
-            raise ValueError("starts_at and ends_at need a UTC offset")
+            raise ValueError("starts_at: starts_at and ends_at need a UTC offset")
         if self.ends_at <= self.starts_at:
-            raise ValueError("ends_at must be after starts_at")
+            raise ValueError("ends_at: must be after starts_at")
 
 
 class Offer(msgspec.Struct, kw_only=True, forbid_unknown_fields=True, frozen=True):
@@ -86,17 +86,17 @@ class Offer(msgspec.Struct, kw_only=True, forbid_unknown_fields=True, frozen=Tru
 
     def __post_init__(self) -> None:
         if not self.title.strip() or not self.body.strip():
-            raise ValueError("title and body must not be blank")
+            raise ValueError("title: title and body must not be blank")
         if self.image_url is not None and not self.image_url.startswith("https://"):
-            raise ValueError("image_url must be an https URL")
+            raise ValueError("image_url: must be an https URL")
         if self.deep_link is not None and not _URL.match(self.deep_link):
-            raise ValueError("deep_link must be a URL with a scheme")
+            raise ValueError("deep_link: must be a URL with a scheme")
         reserved = RESERVED_DATA_KEYS.intersection(self.data)
         if reserved:
-            raise ValueError(f"data keys {sorted(reserved)} are reserved")
+            raise ValueError(f"data: keys {sorted(reserved)} are reserved")
         if any(k.startswith(("google.", "gcm.")) or k in {"from", "notification", "message_type"}
                for k in self.data):
-            raise ValueError("data keys must not use FCM's reserved names (from, google.*, gcm.*)")
+            raise ValueError("data: keys must not use FCM's reserved names (from, google.*, gcm.*)")
         if payload_size(self) > FCM_PAYLOAD_LIMIT_BYTES:
             raise ValueError(f"the push payload exceeds FCM's {FCM_PAYLOAD_LIMIT_BYTES} bytes")
 
@@ -163,8 +163,14 @@ class Campaign(msgspec.Struct, kw_only=True, frozen=True):
 
 
 class QuietHours(msgspec.Struct, kw_only=True, forbid_unknown_fields=True, frozen=True):
+    """A daily window in the device's local time; `to` before `from` wraps past midnight."""
+
     from_: ClockTime = msgspec.field(name="from")
     to: ClockTime
+
+    def __post_init__(self) -> None:
+        if self.from_ == self.to:
+            raise ValueError("to: must differ from `from`")
 
 
 class Policy(msgspec.Struct, kw_only=True, forbid_unknown_fields=True, frozen=True):

@@ -146,8 +146,8 @@ def validate(geometry: Geometry, radius_m: float | None) -> FenceShape:
         if abs(lat) > 85.0:
             raise InvalidGeometry("geometry.coordinates", "circles are not supported beyond ±85°")
         disc = shapely.Point(0.0, 0.0).buffer(radius_m, quad_segs=CIRCLE_SEGMENTS // 4)
-        area = from_local_metres(disc, lng, lat)
-        return FenceShape("circle", area, lng, lat, radius_m, math.pi * radius_m**2)
+        circle = from_local_metres(disc, lng, lat)
+        return FenceShape("circle", circle, lng, lat, radius_m, math.pi * radius_m**2)
 
     if radius_m is not None:
         raise InvalidGeometry("radius_m", "radius_m applies only to a Point geometry")

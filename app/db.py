@@ -1,0 +1,54 @@
+"""The PostgreSQL pool: codecs registered once per connection, migrations on start.
+
+One rule: callers take a connection and own its transaction; nothing here hides one.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import asyncpg
+import msgspec
+
+from app.migrate import migrate
+
+_json_encoder = msgspec.json.Encoder()
+
+
+def _encode_json(value: Any) -> str:
+    return _json_encoder.encode(value).decode()
+
+
+async def init_connection(conn: asyncpg.Connection) -> None:
+    for name in ("jsonb", "json"):
+        await conn.set_type_codec(
+            name, schema="pg_catalog", encoder=_encode_json, decoder=msgspec.json.decode,
+            format="text",
+        )
+
+
+async def open_pool(dsn: str, *, min_size: int = 2, max_size: int = 10) -> asyncpg.Pool:
+    async with _Connection(dsn) as conn:
+        await migrate(conn)
+    pool = await asyncpg.create_pool(
+        dsn, min_size=min_size, max_size=max_size, init=init_connection,
+        command_timeout=30,
+    )
+    assert pool is not None
+    return pool
+
+
+class _Connection:
+    """`async with` around a single connection (asyncpg.connect is not a context manager)."""
+
+    def __init__(self, dsn: str) -> None:
+        self._dsn = dsn
+        self._conn: asyncpg.Connection | None = None
+
+    async def __aenter__(self) -> asyncpg.Connection:
+        self._conn = await asyncpg.connect(self._dsn)
+        return self._conn
+
+    async def __aexit__(self, *exc: object) -> None:
+        if self._conn is not None:
+            await self._conn.close()

@@ -1,0 +1,65 @@
+"""The app factory: every route, dependency, error mapping and lifespan wired in one place.
+
+One rule: `create_app(settings)` is the only entry; nothing reads the environment here.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import asyncpg
+from litestar import Litestar, Request
+from litestar.datastructures import State
+from litestar.di import Provide
+from litestar.openapi import OpenAPIConfig
+from litestar.openapi.spec import Components, SecurityScheme
+
+from app.auth import provide_principal, role_guard, token_hash
+from app.errors import exception_handlers
+from app.lifespan import database
+from app.metrics import Metrics, metrics_middleware
+from app.routes.campaigns import CampaignController, PolicyController
+from app.routes.devices import DeviceController
+from app.routes.keys import ApiKeyController
+from app.routes.ops import healthz, metrics, readyz
+from app.routes.pings import PingController
+from app.routes.stores import GeofenceController, StoreController
+from app.settings import Settings
+
+
+async def provide_pool(request: Request[Any, Any, Any]) -> asyncpg.Pool:
+    pool: asyncpg.Pool = request.app.state.pool
+    return pool
+
+
+def create_app(settings: Settings) -> Litestar:
+    state = State({
+        "settings": settings,
+        "metrics": Metrics(),
+        "admin_token_hash": token_hash(settings.admin_token) if settings.admin_token else None,
+    })
+    return Litestar(
+        route_handlers=[
+            ApiKeyController, StoreController, GeofenceController, DeviceController,
+            PingController, CampaignController, PolicyController, healthz, readyz, metrics,
+        ],
+        dependencies={
+            "pool": Provide(provide_pool),
+            "principal": Provide(provide_principal),
+        },
+        guards=[role_guard],
+        exception_handlers=exception_handlers(),
+        lifespan=[database],
+        middleware=[metrics_middleware],
+        state=state,
+        request_max_body_size=settings.max_body_bytes,
+        openapi_config=OpenAPIConfig(
+            title="contexto", version="1.0.0",
+            description="Context marketing: location pings to time-boxed push offers.",
+            path="/schema",
+            components=Components(security_schemes={
+                "bearer": SecurityScheme(type="http", scheme="bearer"),
+            }),
+            security=[{"bearer": []}],
+        ),
+    )

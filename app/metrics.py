@@ -1,0 +1,73 @@
+"""Prometheus metrics: requests by route and status, latency, and ping outcomes.
+
+One rule: each app owns its registry, so several apps (tests) never share counters.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from litestar.enums import ScopeType
+from litestar.types import ASGIApp, Message, Receive, Scope, Send
+from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
+
+LATENCY_BUCKETS = (0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0)
+
+
+class Metrics:
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry()
+        self.requests = Counter("contexto_http_requests", "HTTP requests by route and status",
+                                ["method", "route", "status"], registry=self.registry)
+        self.latency = Histogram("contexto_http_request_seconds", "HTTP request latency",
+                                 ["method", "route"], buckets=LATENCY_BUCKETS,
+                                 registry=self.registry)
+        self.pings_accepted = Counter("contexto_pings_accepted", "pings accepted",
+                                      registry=self.registry)
+        self.pings_rejected = Counter("contexto_pings_rejected", "pings rejected",
+                                      registry=self.registry)
+
+    def pings(self, accepted: int, rejected: int) -> None:
+        self.pings_accepted.inc(accepted)
+        self.pings_rejected.inc(rejected)
+
+    def render(self) -> bytes:
+        data: bytes = generate_latest(self.registry)
+        return data
+
+
+def _route_of(scope: Scope) -> str:
+    handler: Any = scope.get("route_handler")
+    path_template = scope.get("path_template")
+    if isinstance(path_template, str) and path_template:
+        return path_template
+    if handler is not None and getattr(handler, "paths", None):
+        return str(sorted(handler.paths)[0])
+    return "unmatched"
+
+
+def metrics_middleware(app: ASGIApp) -> ASGIApp:
+    async def middleware(scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != ScopeType.HTTP:
+            await app(scope, receive, send)
+            return
+        metrics: Metrics = scope["app"].state.metrics
+        started = time.perf_counter()
+        status = 500
+
+        async def record_status(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+            await send(message)
+
+        try:
+            await app(scope, receive, record_status)
+        finally:
+            route = _route_of(scope)
+            method = str(scope.get("method", ""))
+            metrics.requests.labels(method, route, str(status)).inc()
+            metrics.latency.labels(method, route).observe(time.perf_counter() - started)
+
+    return middleware

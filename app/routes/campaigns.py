@@ -1,0 +1,127 @@
+"""Campaigns and the global push policy, for campaign staff."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Annotated, Literal
+from uuid import UUID
+
+import asyncpg
+import msgspec
+from litestar import Controller, delete, get, patch, post, put
+from litestar.params import Parameter
+from msgspec import UNSET, Meta, UnsetType
+
+from app.auth import admits
+from app.errors import invalid_field_of
+from app.pagination import Cursor, Limit, Page, decode_cursor, page_of
+from campaigns import store
+from campaigns.model import (
+    Campaign,
+    CampaignSpec,
+    Caps,
+    HoldoutPercent,
+    Offer,
+    OfferTtl,
+    Policy,
+    Schedule,
+    Trigger,
+)
+
+STAFF = ("campaign_manager",)
+
+
+class CampaignPatch(msgspec.Struct, kw_only=True, forbid_unknown_fields=True, frozen=True):
+    """Fields to change; each given field replaces the stored one whole."""
+
+    name: Annotated[str, Meta(min_length=1, max_length=200)] | UnsetType = UNSET
+    trigger: Trigger | UnsetType = UNSET
+    schedule: Schedule | UnsetType = UNSET
+    offer: Offer | UnsetType = UNSET
+    offer_ttl_seconds: OfferTtl | UnsetType = UNSET
+    priority: Annotated[int, Meta(ge=-1000, le=1000)] | UnsetType = UNSET
+    caps: Caps | UnsetType = UNSET
+    holdout_percent: HoldoutPercent | UnsetType = UNSET
+
+
+class CampaignController(Controller):
+    path = "/v1/campaigns"
+    tags = ["campaigns"]
+
+    @post(operation_id="createCampaign", opt=admits(*STAFF, action="create campaigns"))
+    async def create(self, data: CampaignSpec, pool: asyncpg.Pool) -> Campaign:
+        """Schedule a micromoment offer: what triggers it, when, what it says, how long it
+        lasts, and how often one device may get it."""
+        async with pool.acquire() as conn, conn.transaction():
+            return await store.insert_campaign(conn, data)
+
+    @get(operation_id="listCampaigns", opt=admits(*STAFF, action="list campaigns"))
+    async def list_campaigns(
+        self, pool: asyncpg.Pool, limit: Limit = 100, cursor: Cursor = None,
+        status: Annotated[Literal["draft", "active", "paused"] | None,
+                          Parameter(description="only campaigns in this status")] = None,
+    ) -> Page[Campaign]:
+        """Campaigns, oldest first."""
+        async with pool.acquire() as conn:
+            items = await store.list_campaigns(conn, status, decode_cursor(cursor), limit + 1)
+        return page_of(items, limit)
+
+    @get("/{campaign_id:uuid}", operation_id="getCampaign",
+         opt=admits(*STAFF, action="read campaigns"))
+    async def get_campaign(self, campaign_id: UUID, pool: asyncpg.Pool) -> Campaign:
+        """One campaign."""
+        async with pool.acquire() as conn:
+            return await store.get_campaign(conn, campaign_id)
+
+    @patch("/{campaign_id:uuid}", operation_id="updateCampaign",
+           opt=admits(*STAFF, action="change campaigns"))
+    async def update(self, campaign_id: UUID, data: CampaignPatch,
+                     pool: asyncpg.Pool) -> Campaign:
+        """Change a campaign; the result is validated as a whole, like a new campaign."""
+        async with pool.acquire() as conn, conn.transaction():
+            current = await store.get_campaign(conn, campaign_id)
+            merged = store.spec_of(current)
+            merged.update(msgspec.to_builtins(data))
+            try:
+                spec = msgspec.convert(merged, CampaignSpec)
+            except msgspec.ValidationError as exc:
+                raise invalid_field_of(exc) from exc
+            return await store.update_campaign(conn, campaign_id, spec)
+
+    @delete("/{campaign_id:uuid}", operation_id="deleteCampaign",
+            opt=admits(*STAFF, action="delete campaigns"))
+    async def remove(self, campaign_id: UUID, pool: asyncpg.Pool) -> None:
+        """Delete a campaign and its delivery records."""
+        async with pool.acquire() as conn:
+            await store.delete_campaign(conn, campaign_id)
+
+    @post("/{campaign_id:uuid}/activate", operation_id="activateCampaign", status_code=200,
+          opt=admits(*STAFF, action="activate campaigns"))
+    async def activate(self, campaign_id: UUID, pool: asyncpg.Pool) -> Campaign:
+        """Make the campaign live from the next ping on (409 when its schedule has ended)."""
+        async with pool.acquire() as conn, conn.transaction():
+            return await store.set_status(conn, campaign_id, "active", datetime.now(UTC))
+
+    @post("/{campaign_id:uuid}/pause", operation_id="pauseCampaign", status_code=200,
+          opt=admits(*STAFF, action="pause campaigns"))
+    async def pause(self, campaign_id: UUID, pool: asyncpg.Pool) -> Campaign:
+        """Stop the campaign triggering; offers already queued still go out until they expire."""
+        async with pool.acquire() as conn, conn.transaction():
+            return await store.set_status(conn, campaign_id, "paused", datetime.now(UTC))
+
+
+class PolicyController(Controller):
+    path = "/v1/policy"
+    tags = ["policy"]
+
+    @get(operation_id="getPolicy", opt=admits(*STAFF, action="read the policy"))
+    async def get_policy(self, pool: asyncpg.Pool) -> Policy:
+        """The global pressure limits, applied in each device's local time."""
+        async with pool.acquire() as conn:
+            return await store.get_policy(conn)
+
+    @put(operation_id="putPolicy", opt=admits("admin", action="change the policy"))
+    async def put_policy(self, data: Policy, pool: asyncpg.Pool) -> Policy:
+        """Replace the global pressure limits; `quiet_hours: null` turns quiet hours off."""
+        async with pool.acquire() as conn, conn.transaction():
+            return await store.put_policy(conn, data)

@@ -1,0 +1,61 @@
+"""Location pings and app signals from a device."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+import asyncpg
+import h3
+from litestar import Controller, post
+from litestar.datastructures import State
+from litestar.exceptions import PermissionDeniedException
+
+from app.auth import Principal, admits
+from campaigns import devices
+from geo import store as geo_store
+from geo.pings import Accepted, PingBatch, SignalBatch, split_pings, split_signals
+
+
+class PingController(Controller):
+    path = "/v1"
+    tags = ["pings"]
+
+    @post("/pings", operation_id="postPings", status_code=202,
+          opt=admits("device", action="send pings"))
+    async def post_pings(self, data: PingBatch, pool: asyncpg.Pool, principal: Principal,
+                         state: State) -> Accepted:
+        """Send 1 to 500 location pings, in any order. Each bad ping is rejected alone with
+        its reason; without location consent nothing is stored (403)."""
+        now = datetime.now(UTC)
+        accepted, rejected = split_pings(data.pings, now)
+        resolution: int = state.settings.h3_resolution
+        device_id = principal.device
+        records = [
+            (device_id, p.ts, p.lat, p.lng, p.accuracy_m, p.speed_mps, p.heading_deg,
+             h3.str_to_int(h3.latlng_to_cell(p.lat, p.lng, resolution)))
+            for p in accepted
+        ]
+        async with pool.acquire() as conn, conn.transaction():
+            device = await devices.get_device(conn, device_id, lock=True)
+            if not device.consent.location:
+                raise PermissionDeniedException("this device has not consented to location use")
+            if records:
+                await geo_store.copy_pings(conn, records)
+        state.metrics.pings(len(records), len(rejected))
+        return Accepted(len(records), rejected)
+
+    @post("/signals", operation_id="postSignals", status_code=202,
+          opt=admits("device", action="send signals"))
+    async def post_signals(self, data: SignalBatch, pool: asyncpg.Pool,
+                           principal: Principal) -> Accepted:
+        """Send 1 to 500 app signals (search, product_view, store_locator, directions,
+        cart_add, checkout, purchase, …); each bad one is rejected alone."""
+        accepted, rejected = split_signals(data.signals, datetime.now(UTC))
+        device_id = principal.device
+        records = [(device_id, s.ts, s.kind, s.attributes)
+                   for s in accepted]
+        async with pool.acquire() as conn, conn.transaction():
+            await devices.get_device(conn, device_id)
+            if records:
+                await geo_store.copy_signals(conn, records)
+        return Accepted(len(records), rejected)

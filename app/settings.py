@@ -1,0 +1,61 @@
+"""Service settings: read once from the environment into one frozen struct.
+
+One rule: nothing reads the environment anywhere else; tests build `Settings` themselves.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+
+import msgspec
+
+
+class Settings(msgspec.Struct, kw_only=True, frozen=True):
+    database_url: str
+    admin_token: str | None = None
+    fcm_endpoint: str | None = None
+    firebase_project_id: str = "contexto-local"
+    google_application_credentials: str | None = None
+    h3_resolution: int = 11
+    host: str = "127.0.0.1"
+    port: int = 8000
+    max_body_bytes: int = 1_048_576
+    pool_min_size: int = 2
+    pool_max_size: int = 10
+    # The dispatcher worker runs inside the server process unless turned off (a fleet may run
+    # `python -m campaigns.dispatch` separately instead).
+    run_dispatcher: bool = True
+    model_path: str | None = None
+
+    def __post_init__(self) -> None:
+        if not 0 <= self.h3_resolution <= 15:
+            raise ValueError("H3_RESOLUTION must be within 0..15")
+        if not 0 < self.port < 65536:
+            raise ValueError("PORT must be within 1..65535")
+
+
+def _flag(value: str) -> bool:
+    return value.strip().lower() in {"1", "true", "yes", "on"}
+
+
+def from_environment(env: Mapping[str, str], *, database_url: str,
+                     admin_token: str | None) -> Settings:
+    """Settings from `env`, with the database URL and admin token already resolved."""
+    return Settings(
+        database_url=database_url,
+        admin_token=admin_token,
+        fcm_endpoint=env.get("FCM_ENDPOINT") or None,
+        firebase_project_id=env.get("FIREBASE_PROJECT_ID") or "contexto-local",
+        google_application_credentials=env.get("GOOGLE_APPLICATION_CREDENTIALS") or None,
+        h3_resolution=int(env.get("H3_RESOLUTION", "11")),
+        host=env.get("HOST", "127.0.0.1"),
+        port=int(env.get("PORT", "8000")),
+        max_body_bytes=int(env.get("MAX_BODY_BYTES", "1048576")),
+        run_dispatcher=_flag(env.get("CONTEXTO_RUN_DISPATCHER", "1")),
+        model_path=env.get("CONTEXTO_MODEL_PATH") or None,
+    )
+
+
+def environment() -> Mapping[str, str]:
+    return os.environ

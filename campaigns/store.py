@@ -1,0 +1,161 @@
+"""SQL for campaigns and the global policy; each function takes the connection.
+
+One rule: the stored spec is always a valid `CampaignSpec`; the `status` column, not the spec,
+says whether a campaign is live.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import datetime
+from typing import Any
+from uuid import UUID, uuid4
+
+import asyncpg
+import msgspec
+
+from campaigns.model import Campaign, CampaignSpec, CampaignStatus, Policy, QuietHours
+from geo import store as geo_store
+from geo.errors import Conflict, InvalidField, NotFound
+from geo.store import Connection
+
+_COLUMNS = "id, status, spec, created_at, updated_at, activated_at"
+
+INSERT_CAMPAIGN = f"""
+INSERT INTO campaigns (id, name, status, trigger_kind, spec, priority, activated_at)
+VALUES ($1, $2, $3, $4, $5, $6, CASE WHEN $3 = 'active' THEN now() END)
+RETURNING {_COLUMNS}
+"""
+SELECT_CAMPAIGN = f"SELECT {_COLUMNS} FROM campaigns WHERE id = $1"
+LIST_CAMPAIGNS = f"""
+SELECT {_COLUMNS} FROM campaigns
+WHERE ($1::text IS NULL OR status = $1)
+  AND ($2::timestamptz IS NULL OR (created_at, id) > ($2, $3::uuid))
+ORDER BY created_at, id LIMIT $4
+"""
+ACTIVE_CAMPAIGNS = f"SELECT {_COLUMNS} FROM campaigns WHERE status = 'active'"
+UPDATE_CAMPAIGN = f"""
+UPDATE campaigns SET name = $2, trigger_kind = $3, spec = $4, priority = $5, updated_at = now()
+WHERE id = $1 RETURNING {_COLUMNS}
+"""
+SET_STATUS = f"""
+UPDATE campaigns SET status = $2, updated_at = now(),
+    activated_at = CASE WHEN $2 = 'active' AND status <> 'active' THEN now() ELSE activated_at END
+WHERE id = $1 RETURNING {_COLUMNS}
+"""
+DELETE_CAMPAIGN = "DELETE FROM campaigns WHERE id = $1 RETURNING id"
+REFERENCING = """
+SELECT id FROM campaigns
+WHERE EXISTS (SELECT 1 FROM jsonb_array_elements_text(spec->'trigger'->'store_ids') s
+              WHERE s::uuid = any($1::uuid[]))
+   OR EXISTS (SELECT 1 FROM jsonb_array_elements_text(spec->'trigger'->'geofence_ids') g
+              WHERE g::uuid = any($2::uuid[]))
+ORDER BY id
+"""
+SELECT_POLICY = """
+SELECT max_per_device_per_day, min_seconds_between_pushes, quiet_from, quiet_to FROM policy
+"""
+UPDATE_POLICY = """
+UPDATE policy SET max_per_device_per_day = $1, min_seconds_between_pushes = $2,
+    quiet_from = $3, quiet_to = $4, updated_at = now()
+"""
+
+
+def _campaign(row: asyncpg.Record) -> Campaign:
+    spec = msgspec.convert(row["spec"], CampaignSpec)
+    fields: dict[str, Any] = {f: getattr(spec, f) for f in spec.__struct_fields__}
+    fields.update(id=row["id"], status=row["status"], created_at=row["created_at"],
+                  updated_at=row["updated_at"], activated_at=row["activated_at"])
+    return Campaign(**fields)
+
+
+async def check_references(conn: Connection, spec: CampaignSpec) -> None:
+    trigger = spec.trigger
+    for field, query, ids in (
+        ("trigger.store_ids", geo_store.EXISTING_STORES, trigger.store_ids),
+        ("trigger.geofence_ids", geo_store.EXISTING_FENCES, trigger.geofence_ids),
+    ):
+        missing = await geo_store.missing_ids(conn, query, ids)
+        if missing:
+            raise InvalidField(field, "unknown ids: " + ", ".join(map(str, missing)))
+
+
+async def insert_campaign(conn: Connection, spec: CampaignSpec) -> Campaign:
+    await check_references(conn, spec)
+    row = await conn.fetchrow(INSERT_CAMPAIGN, uuid4(), spec.name, spec.status,
+                              spec.trigger.kind, msgspec.to_builtins(spec), spec.priority)
+    assert row is not None
+    return _campaign(row)
+
+
+async def get_campaign(conn: Connection, campaign_id: UUID) -> Campaign:
+    row = await conn.fetchrow(SELECT_CAMPAIGN, campaign_id)
+    if row is None:
+        raise NotFound("campaign", campaign_id)
+    return _campaign(row)
+
+
+async def list_campaigns(conn: Connection, status: str | None,
+                         after: tuple[datetime, UUID] | None, limit: int) -> list[Campaign]:
+    created, ident = after if after else (None, None)
+    return [_campaign(r) for r in await conn.fetch(LIST_CAMPAIGNS, status, created, ident, limit)]
+
+
+async def active_campaigns(conn: Connection) -> list[Campaign]:
+    return [_campaign(r) for r in await conn.fetch(ACTIVE_CAMPAIGNS)]
+
+
+def spec_of(campaign: Campaign) -> dict[str, Any]:
+    """The campaign's spec as plain JSON values, ready to merge a change into."""
+    fields = {f: getattr(campaign, f) for f in CampaignSpec.__struct_fields__}
+    result: dict[str, Any] = msgspec.to_builtins(fields)
+    return result
+
+
+async def update_campaign(conn: Connection, campaign_id: UUID,
+                          spec: CampaignSpec) -> Campaign:
+    await check_references(conn, spec)
+    row = await conn.fetchrow(UPDATE_CAMPAIGN, campaign_id, spec.name, spec.trigger.kind,
+                              msgspec.to_builtins(spec), spec.priority)
+    if row is None:
+        raise NotFound("campaign", campaign_id)
+    return _campaign(row)
+
+
+async def set_status(conn: Connection, campaign_id: UUID, status: CampaignStatus,
+                     now: datetime) -> Campaign:
+    current = await get_campaign(conn, campaign_id)
+    if status == "active" and current.schedule.ends_at <= now:
+        raise Conflict(f"campaign {campaign_id}'s schedule ended at "
+                       f"{current.schedule.ends_at.isoformat()}; extend it before activating")
+    row = await conn.fetchrow(SET_STATUS, campaign_id, status)
+    assert row is not None
+    return _campaign(row)
+
+
+async def delete_campaign(conn: Connection, campaign_id: UUID) -> None:
+    if await conn.fetchval(DELETE_CAMPAIGN, campaign_id) is None:
+        raise NotFound("campaign", campaign_id)
+
+
+async def campaigns_referencing(conn: Connection, store_ids: Sequence[UUID],
+                                fence_ids: Sequence[UUID]) -> list[UUID]:
+    return [r["id"] for r in await conn.fetch(REFERENCING, list(store_ids), list(fence_ids))]
+
+
+async def get_policy(conn: Connection) -> Policy:
+    row = await conn.fetchrow(SELECT_POLICY)
+    assert row is not None
+    quiet = (QuietHours(from_=row["quiet_from"], to=row["quiet_to"])
+             if row["quiet_from"] is not None else None)
+    return Policy(max_per_device_per_day=row["max_per_device_per_day"],
+                  min_seconds_between_pushes=row["min_seconds_between_pushes"],
+                  quiet_hours=quiet)
+
+
+async def put_policy(conn: Connection, policy: Policy) -> Policy:
+    quiet = policy.quiet_hours
+    await conn.execute(UPDATE_POLICY, policy.max_per_device_per_day,
+                       policy.min_seconds_between_pushes,
+                       quiet.from_ if quiet else None, quiet.to if quiet else None)
+    return policy

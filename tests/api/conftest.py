@@ -1,0 +1,51 @@
+"""The app over HTTP (httpx through ASGI, lifespan included) on a fresh database."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from typing import Any
+
+import pytest
+from litestar.testing import AsyncTestClient
+
+from app.main import create_app
+from app.settings import Settings
+
+ADMIN_TOKEN = "test-admin-token-0123456789abcdef0123456789"
+
+
+class Api:
+    """A thin client that sends each request with a given token."""
+
+    def __init__(self, client: AsyncTestClient[Any]) -> None:
+        self.client = client
+
+    async def call(self, method: str, path: str, token: str | None = None,
+                   **kwargs: Any) -> Any:
+        headers = dict(kwargs.pop("headers", {}) or {})
+        if token is not None:
+            headers["Authorization"] = f"Bearer {token}"
+        return await self.client.request(method, path, headers=headers, **kwargs)
+
+    async def ok(self, method: str, path: str, token: str | None = ADMIN_TOKEN,
+                 expect: int | None = None, **kwargs: Any) -> Any:
+        """Call and assert success; return the decoded JSON body (or None)."""
+        response = await self.call(method, path, token, **kwargs)
+        wanted = expect or {"POST": 201, "DELETE": 204}.get(method, 200)
+        assert response.status_code == wanted, (method, path, response.status_code,
+                                                response.text)
+        return response.json() if response.content else None
+
+
+def settings_for(database_url: str, **overrides: Any) -> Settings:
+    values: dict[str, Any] = dict(database_url=database_url, admin_token=ADMIN_TOKEN,
+                                  run_dispatcher=False, pool_min_size=1, pool_max_size=5)
+    values.update(overrides)
+    return Settings(**values)
+
+
+@pytest.fixture
+async def api(database_url: str) -> AsyncIterator[Api]:
+    app = create_app(settings_for(database_url))
+    async with AsyncTestClient(app=app) as client:
+        yield Api(client)
