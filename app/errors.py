@@ -70,6 +70,7 @@ def json_path_to_field(path: str) -> str:
 
 
 _NAMED = re.compile(r"^(?P<name>[a-z_][a-z0-9_]*): (?P<message>.+)$", re.DOTALL)
+_UNKNOWN = re.compile(r"^Object contains unknown field `(?P<name>[^`]+)`$")
 
 
 def decode_error_fields(message: str) -> list[FieldError]:
@@ -84,8 +85,12 @@ def decode_error_fields(message: str) -> list[FieldError]:
     path = match.group("path")
     field = json_path_to_field(path) if path else "body"
     text = match.group("message")
+    unknown = _UNKNOWN.match(text)
     named = _NAMED.match(text)
-    if named:
+    if unknown:
+        inner = unknown.group("name")
+        field = inner if field == "body" else f"{field}.{inner}"
+    elif named:
         inner = named.group("name")
         field = inner if field == "body" else f"{field}.{inner}"
         text = named.group("message")

@@ -1,16 +1,28 @@
-"""Resources that live as long as the app: the database pool (migrated on start).
+"""Resources that live as long as the app: the database pool (migrated on start), the in-memory
+catalog (fence index, campaigns, policy) kept fresh by NOTIFY, the FCM gateway and the
+dispatcher worker.
 
-One rule: each resource is an async context manager that puts itself on `app.state`.
+One rule: each resource is an async context manager that puts itself on `app.state`, and is
+closed in the reverse order.
 """
 
 from __future__ import annotations
 
+import asyncio
+import logging
 from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from contextlib import AsyncExitStack, asynccontextmanager, suppress
+from datetime import timedelta
 
 from litestar import Litestar
 
+from app.catalog import Catalog, watching
 from app.db import open_pool
+from campaigns.dispatch import Dispatcher
+from campaigns.fcm import FcmGateway
+from campaigns.fcm_emulator import run_emulator
+
+log = logging.getLogger("contexto")
 
 
 @asynccontextmanager
@@ -23,3 +35,42 @@ async def database(app: Litestar) -> AsyncIterator[None]:
         yield
     finally:
         await pool.close()
+
+
+@asynccontextmanager
+async def catalog(app: Litestar) -> AsyncIterator[None]:
+    settings = app.state.settings
+    app.state.catalog = Catalog(resolution=settings.h3_resolution)
+    async with watching(app.state.catalog, settings.database_url):
+        yield
+
+
+@asynccontextmanager
+async def push_delivery(app: Litestar) -> AsyncIterator[None]:
+    """The FCM gateway, and the dispatcher worker unless it runs elsewhere."""
+    settings = app.state.settings
+    if not settings.run_dispatcher:
+        yield
+        return
+    async with AsyncExitStack() as stack:
+        endpoint = settings.fcm_endpoint
+        if settings.embedded_emulator_port is not None:
+            endpoint = await stack.enter_async_context(
+                run_emulator("127.0.0.1", settings.embedded_emulator_port))
+            log.info("FCM emulator on %s (no Firebase credentials configured)", endpoint)
+        gateway = FcmGateway(project_id=settings.firebase_project_id, endpoint=endpoint,
+                             credentials_path=settings.google_application_credentials)
+        stack.push_async_callback(gateway.close)
+        dispatcher = Dispatcher(
+            app.state.pool, gateway, lease=timedelta(seconds=settings.dispatch_lease_seconds),
+            on_result=lambda outcome: app.state.metrics.push_results.labels(outcome).inc(),
+        )
+        stop = asyncio.Event()
+        task = asyncio.create_task(dispatcher.run(settings.database_url, stop), name="dispatch")
+        app.state.fcm_endpoint = endpoint
+        try:
+            yield
+        finally:
+            stop.set()
+            with suppress(asyncio.CancelledError):
+                await asyncio.wait_for(task, timeout=10)

@@ -16,9 +16,10 @@ from litestar.openapi.spec import Components, SecurityScheme
 
 from app.auth import provide_principal, role_guard, token_hash
 from app.errors import exception_handlers
-from app.lifespan import database
+from app.lifespan import catalog, database, push_delivery
 from app.metrics import Metrics, metrics_middleware
 from app.routes.campaigns import CampaignController, PolicyController
+from app.routes.deliveries import DeliveryController
 from app.routes.devices import DeviceController
 from app.routes.keys import ApiKeyController
 from app.routes.ops import healthz, metrics, readyz
@@ -41,7 +42,7 @@ def create_app(settings: Settings) -> Litestar:
     return Litestar(
         route_handlers=[
             ApiKeyController, StoreController, GeofenceController, DeviceController,
-            PingController, CampaignController, PolicyController, healthz, readyz, metrics,
+            PingController, CampaignController, PolicyController, DeliveryController, healthz, readyz, metrics,
         ],
         dependencies={
             "pool": Provide(provide_pool),
@@ -49,7 +50,7 @@ def create_app(settings: Settings) -> Litestar:
         },
         guards=[role_guard],
         exception_handlers=exception_handlers(),
-        lifespan=[database],
+        lifespan=[database, catalog, push_delivery],
         middleware=[metrics_middleware],
         state=state,
         request_max_body_size=settings.max_body_bytes,

@@ -27,10 +27,18 @@ class Metrics:
                                       registry=self.registry)
         self.pings_rejected = Counter("contexto_pings_rejected", "pings rejected",
                                       registry=self.registry)
+        self.geo_events = Counter("contexto_geo_events", "presence events detected",
+                                  registry=self.registry)
+        self.deliveries_queued = Counter("contexto_deliveries_queued", "pushes queued",
+                                         registry=self.registry)
+        self.push_results = Counter("contexto_push_results", "FCM send outcomes",
+                                    ["outcome"], registry=self.registry)
 
-    def pings(self, accepted: int, rejected: int) -> None:
+    def pings(self, accepted: int, rejected: int, events: int = 0, queued: int = 0) -> None:
         self.pings_accepted.inc(accepted)
         self.pings_rejected.inc(rejected)
+        self.geo_events.inc(events)
+        self.deliveries_queued.inc(queued)
 
     def render(self) -> bytes:
         data: bytes = generate_latest(self.registry)

@@ -27,6 +27,10 @@ class Settings(msgspec.Struct, kw_only=True, frozen=True):
     # `python -m campaigns.dispatch` separately instead).
     run_dispatcher: bool = True
     model_path: str | None = None
+    # `make run` without Firebase credentials: serve the FCM emulator in-process on this port
+    # and send to it.
+    embedded_emulator_port: int | None = None
+    dispatch_lease_seconds: float = 60.0
 
     def __post_init__(self) -> None:
         if not 0 <= self.h3_resolution <= 15:
@@ -54,6 +58,11 @@ def from_environment(env: Mapping[str, str], *, database_url: str,
         max_body_bytes=int(env.get("MAX_BODY_BYTES", "1048576")),
         run_dispatcher=_flag(env.get("CONTEXTO_RUN_DISPATCHER", "1")),
         model_path=env.get("CONTEXTO_MODEL_PATH") or None,
+        embedded_emulator_port=(
+            int(env.get("FCM_EMULATOR_PORT", "8765"))
+            if not env.get("FCM_ENDPOINT") and not env.get("GOOGLE_APPLICATION_CREDENTIALS")
+            else None
+        ),
     )
 
 

@@ -175,6 +175,16 @@ async def patch_device(conn: Connection, device_id: UUID, patch: DevicePatch) ->
 ERASURE_STATEMENTS: tuple[str, ...] = (
     "DELETE FROM pings WHERE device_id = $1",
     "DELETE FROM signals WHERE device_id = $1",
+    "DELETE FROM presence WHERE device_id = $1",
+    "DELETE FROM geo_events WHERE device_id = $1",
+    # Deliveries and suppressions stay for the campaigns' statistics, with nothing personal:
+    # a push not yet sent will never be.
+    """UPDATE deliveries SET device_id = NULL,
+           status = CASE WHEN status IN ('queued', 'sending') THEN 'failed' ELSE status END,
+           error_code = CASE WHEN status IN ('queued', 'sending') THEN 'DEVICE_ERASED'
+                             ELSE error_code END
+       WHERE device_id = $1""",
+    "UPDATE suppressions SET device_id = NULL WHERE device_id = $1",
 )
 
 

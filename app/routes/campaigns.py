@@ -15,7 +15,7 @@ from msgspec import UNSET, Meta, UnsetType
 from app.auth import admits
 from app.errors import invalid_field_of
 from app.pagination import Cursor, Limit, Page, decode_cursor, page_of
-from campaigns import store
+from campaigns import reports, store
 from campaigns.model import (
     Campaign,
     CampaignSpec,
@@ -108,6 +108,30 @@ class CampaignController(Controller):
         """Stop the campaign triggering; offers already queued still go out until they expire."""
         async with pool.acquire() as conn, conn.transaction():
             return await store.set_status(conn, campaign_id, "paused", datetime.now(UTC))
+
+
+    @get("/{campaign_id:uuid}/deliveries", operation_id="listCampaignDeliveries",
+         opt=admits(*STAFF, action="read campaign reports"))
+    async def deliveries(
+        self, campaign_id: UUID, pool: asyncpg.Pool, limit: Limit = 100, cursor: Cursor = None,
+        status: Annotated[Literal["queued", "sending", "sent", "failed", "expired"] | None,
+                          Parameter(description="only deliveries in this status")] = None,
+    ) -> Page[reports.Delivery]:
+        """The campaign's deliveries, oldest first, with their FCM outcome and feedback."""
+        async with pool.acquire() as conn:
+            await store.get_campaign(conn, campaign_id)
+            items = await reports.list_deliveries(conn, campaign_id, status,
+                                                  decode_cursor(cursor), limit + 1)
+        return page_of(items, limit)
+
+    @get("/{campaign_id:uuid}/stats", operation_id="getCampaignStats",
+         opt=admits(*STAFF, action="read campaign reports"))
+    async def stats(self, campaign_id: UUID, pool: asyncpg.Pool) -> reports.Stats:
+        """What the campaign achieved: every moment it matched, counted once, as a delivery
+        (queued, sent, failed, expired; opened, redeemed) or a suppression with its reason."""
+        async with pool.acquire() as conn, conn.transaction(isolation="repeatable_read"):
+            await store.get_campaign(conn, campaign_id)
+            return await reports.stats(conn, campaign_id)
 
 
 class PolicyController(Controller):

@@ -5,12 +5,12 @@ from __future__ import annotations
 from datetime import UTC, datetime
 
 import asyncpg
-import h3
 from litestar import Controller, post
 from litestar.datastructures import State
 from litestar.exceptions import PermissionDeniedException
 
 from app.auth import Principal, admits
+from app.ingest import ingest_pings
 from campaigns import devices
 from geo import store as geo_store
 from geo.pings import Accepted, PingBatch, SignalBatch, split_pings, split_signals
@@ -28,21 +28,13 @@ class PingController(Controller):
         its reason; without location consent nothing is stored (403)."""
         now = datetime.now(UTC)
         accepted, rejected = split_pings(data.pings, now)
-        resolution: int = state.settings.h3_resolution
-        device_id = principal.device
-        records = [
-            (device_id, p.ts, p.lat, p.lng, p.accuracy_m, p.speed_mps, p.heading_deg,
-             h3.str_to_int(h3.latlng_to_cell(p.lat, p.lng, resolution)))
-            for p in accepted
-        ]
         async with pool.acquire() as conn, conn.transaction():
-            device = await devices.get_device(conn, device_id, lock=True)
+            device = await devices.get_device(conn, principal.device, lock=True)
             if not device.consent.location:
                 raise PermissionDeniedException("this device has not consented to location use")
-            if records:
-                await geo_store.copy_pings(conn, records)
-        state.metrics.pings(len(records), len(rejected))
-        return Accepted(len(records), rejected)
+            outcome = await ingest_pings(conn, state.catalog, device, accepted, now)
+        state.metrics.pings(len(accepted), len(rejected), len(outcome.events), outcome.queued)
+        return Accepted(len(accepted), rejected)
 
     @post("/signals", operation_id="postSignals", status_code=202,
           opt=admits("device", action="send signals"))

@@ -10,6 +10,7 @@ from litestar import Controller, delete, get, patch, post, put
 from litestar.params import Parameter
 
 from app.auth import Principal, admits
+from app.errors import decode_error_fields
 from app.pagination import Cursor, Limit, Page, decode_cursor, page_of
 from campaigns import store as campaign_store
 from geo import store as geo_store
@@ -112,8 +113,10 @@ class StoreController(Controller):
             try:
                 body = GeofenceIn(name=p.name, geometry=feature.geometry, radius_m=p.radius_m,
                                   dwell_seconds=p.dwell_seconds, enabled=p.enabled, tags=p.tags)
-            except ValueError as exc:
-                raise InvalidField(f"features[{i}].properties", str(exc)) from exc
+            except ValueError as exc:  # a cross-field check, its message led by `field: `
+                (error,) = decode_error_fields(str(exc))
+                inner = "" if error.field == "body" else f".{error.field}"
+                raise InvalidField(f"features[{i}].properties{inner}", error.message) from exc
             bodies.append(body)
         async with pool.acquire() as conn, conn.transaction():
             await geo_store.get_store(conn, store_id)

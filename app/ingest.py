@@ -1,0 +1,150 @@
+"""One ping batch, end to end, in one transaction: lock the device, store the pings with COPY,
+move presence, record geo events, decide, queue deliveries.
+
+One rule: the only database round trips are per batch, never per ping; geometry and decisions
+run on the in-memory catalog, refreshed inside the same transaction.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import datetime
+from typing import Literal
+from uuid import UUID
+
+import msgspec
+import numpy as np
+
+from app.catalog import Catalog
+from campaigns import outbox
+from campaigns.decide import DeviceContext, Moment, PastPush, decide
+from campaigns.devices import Device
+from geo import presence
+from geo import store as geo_store
+from geo.cells import cells_of
+from geo.pings import PingIn
+from geo.presence import DevicePresence, Fix, GeoEvent
+from geo.store import Connection
+
+# A fix that does not say how good it is is taken as a typical urban smartphone fix.
+DEFAULT_ACCURACY_M = 25.0
+
+KIND_OF_EVENT: dict[str, Literal["enter", "dwell", "exit"]] = {
+    "entered": "enter", "dwelled": "dwell", "exited": "exit",
+}
+
+LOAD_PRESENCE = "SELECT state FROM presence WHERE device_id = $1"
+SAVE_PRESENCE = """
+INSERT INTO presence (device_id, state, last_at) VALUES ($1, $2, $3)
+ON CONFLICT (device_id) DO UPDATE SET state = $2, last_at = $3, updated_at = now()
+"""
+INSERT_EVENTS = """
+INSERT INTO geo_events (device_id, customer_id, fence_id, store_id, kind, at, entered_at)
+SELECT $1, $2, f, s, k, a, e
+FROM unnest($3::uuid[], $4::uuid[], $5::text[], $6::timestamptz[], $7::timestamptz[])
+     AS t(f, s, k, a, e)
+"""
+
+
+class BatchOutcome(msgspec.Struct, frozen=True):
+    events: list[GeoEvent]
+    queued: int
+
+
+def device_context(device: Device) -> DeviceContext:
+    has_address = (device.fcm_token or device.fid) is not None and device.push_retired_at is None
+    return DeviceContext(device_id=device.id, marketing_consent=device.consent.marketing_push,
+                         timezone=device.timezone, has_push_address=has_address)
+
+
+async def load_presence(conn: Connection, device_id: UUID) -> DevicePresence:
+    state = await conn.fetchval(LOAD_PRESENCE, device_id)
+    if state is None:
+        return DevicePresence(device_id=device_id)
+    return msgspec.convert(state, DevicePresence)
+
+
+async def ingest_pings(conn: Connection, catalog: Catalog, device: Device,
+                       pings: Sequence[PingIn], now: datetime) -> BatchOutcome:
+    """Run the pipeline for a device's accepted pings (call inside a transaction that holds
+    the device's row lock)."""
+    if not pings:
+        return BatchOutcome([], 0)
+    await catalog.refresh(conn)
+    index = catalog.index
+    lat = np.fromiter((p.lat for p in pings), np.float64, len(pings))
+    lng = np.fromiter((p.lng for p in pings), np.float64, len(pings))
+    cells = cells_of(lat, lng, catalog.resolution).tolist()
+    records = [
+        (device.id, p.ts, p.lat, p.lng, p.accuracy_m, p.speed_mps, p.heading_deg,
+         _signed(c))
+        for p, c in zip(pings, cells, strict=True)
+    ]
+    await geo_store.copy_pings(conn, records)
+
+    fixes = [Fix(p.ts, p.lat, p.lng, p.accuracy_m if p.accuracy_m is not None
+                 else DEFAULT_ACCURACY_M) for p in pings]
+    hits = index.match(lat, lng, presence.MATCH_MARGIN_M).hits() if len(index) else \
+        [[] for _ in pings]
+    before = await load_presence(conn, device.id)
+    after, events = presence.advance(before, fixes, hits, index.fences)
+    if after != before:
+        await conn.execute(SAVE_PRESENCE, device.id, msgspec.to_builtins(after), after.last_at)
+    if not events:
+        return BatchOutcome([], 0)
+    await _record_events(conn, catalog, device, events)
+    queued = await decide_moments(conn, catalog, device, moments_of(catalog, events), now)
+    return BatchOutcome(events, queued)
+
+
+def _signed(cell: int) -> int:
+    """H3 cells are unsigned 64-bit; PostgreSQL's bigint is signed (H3 never sets bit 63)."""
+    return cell if cell < 2**63 else cell - 2**64
+
+
+async def _record_events(conn: Connection, catalog: Catalog, device: Device,
+                         events: Sequence[GeoEvent]) -> None:
+    fences = catalog.index.fences
+    await conn.execute(
+        INSERT_EVENTS, device.id, device.customer_id,
+        [e.fence_id for e in events], [fences[e.fence_id].store_id for e in events],
+        [_kind(e) for e in events], [e.at for e in events],
+        [getattr(e, "entered_at", None) for e in events],
+    )
+
+
+def _kind(event: GeoEvent) -> str:
+    kind: str = type(event).__struct_config__.tag  # type: ignore[assignment]
+    return kind
+
+
+def moments_of(catalog: Catalog, events: Sequence[GeoEvent]) -> list[Moment]:
+    fences = catalog.index.fences
+    moments = []
+    for e in events:
+        fence = fences[e.fence_id]
+        moments.append(Moment(
+            device_id=e.device_id, kind=KIND_OF_EVENT[_kind(e)], fence_id=e.fence_id,
+            store_id=fence.store_id, fence_tags=fence.tags, occurred_at=e.at,
+            store_timezone=catalog.store_timezones.get(fence.store_id, "UTC"),
+        ))
+    return moments
+
+
+async def decide_moments(conn: Connection, catalog: Catalog, device: Device,
+                         moments: Sequence[Moment], now: datetime) -> int:
+    """Decide every moment in time order and queue the winners; return how many were queued."""
+    campaigns = catalog.campaigns
+    if not campaigns or not moments:
+        return 0
+    past: list[PastPush] = await outbox.history(
+        conn, device.id, now - outbox.history_horizon(campaigns))
+    context = device_context(device)
+    queued = 0
+    for moment in sorted(moments, key=lambda m: m.occurred_at):
+        decision = decide(moment, context, campaigns, catalog.policy, past, now)
+        push = await outbox.record(conn, decision, now)
+        if push is not None:
+            past.append(push)
+            queued += 1
+    return queued

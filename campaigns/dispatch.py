@@ -1,0 +1,231 @@
+"""The dispatcher: drains the outbox through FCM.
+
+One rule: at least once to FCM, at most once to the person. Rows are claimed with
+`FOR UPDATE SKIP LOCKED` (any number of workers share one outbox), marked `sending` with a lease,
+sent, and their outcome recorded; a worker that dies after claiming leaves rows whose lease
+expires and which the next worker sends. A crash between send and record may resend, which the
+device collapses (collapse key = delivery id). An offer whose time is up is never sent.
+
+Runs inside the server process by default, or alone: `python -m campaigns.dispatch`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+from collections.abc import Callable, Sequence
+from contextlib import suppress
+from datetime import UTC, datetime, timedelta
+from typing import Any
+from uuid import UUID
+
+import asyncpg
+
+from campaigns.fcm import BATCH_SIZE, FcmGateway, OutgoingPush, SendResult
+
+log = logging.getLogger("contexto.dispatch")
+
+LEASE = timedelta(seconds=60)  # a claimed row not recorded by then belongs to the next worker
+MAX_ATTEMPTS = 8
+BACKOFF_BASE_SECONDS = 1.0
+BACKOFF_CAP_SECONDS = 600.0
+IDLE_WAKE_SECONDS = 5.0  # re-check for retries that came due while nobody notified
+
+CLAIM = """
+WITH due AS (
+    SELECT id, campaign_id, device_id FROM deliveries
+    WHERE (status = 'queued' AND next_attempt_at <= $1)
+       OR (status = 'sending' AND claimed_at < $1 - $3::interval)
+    ORDER BY next_attempt_at
+    FOR UPDATE SKIP LOCKED
+    LIMIT $2
+)
+UPDATE deliveries d SET status = 'sending', claimed_at = $1, attempts = d.attempts + 1
+FROM due JOIN campaigns c ON c.id = due.campaign_id
+         LEFT JOIN devices dev ON dev.id = due.device_id
+WHERE d.id = due.id
+RETURNING d.id, d.campaign_id, d.expires_at, d.attempts, c.spec->'offer' AS offer,
+          dev.fcm_token, dev.fid, dev.push_retired_at
+"""
+NEXT_DUE = "SELECT min(next_attempt_at) FROM deliveries WHERE status = 'queued'"
+MARK_SENT = """
+UPDATE deliveries SET status = 'sent', sent_at = $3, fcm_message_name = m, error_code = NULL
+FROM unnest($1::uuid[], $2::text[]) AS t(i, m) WHERE id = i AND status = 'sending'
+"""
+MARK_FINAL = """
+UPDATE deliveries SET status = s, error_code = e
+FROM unnest($1::uuid[], $2::text[], $3::text[]) AS t(i, s, e)
+WHERE id = i AND status = 'sending'
+"""
+MARK_RETRY = """
+UPDATE deliveries SET status = 'queued', next_attempt_at = n, error_code = e, claimed_at = NULL
+FROM unnest($1::uuid[], $2::timestamptz[], $3::text[]) AS t(i, n, e)
+WHERE id = i AND status = 'sending'
+"""
+RETIRE_ADDRESSES = """
+UPDATE devices SET push_retired_at = $2
+WHERE id IN (SELECT device_id FROM deliveries WHERE id = any($1::uuid[]))
+  AND push_retired_at IS NULL
+"""
+
+
+def backoff_seconds(attempts: int, retry_after: float | None,
+                    rand: Callable[[], float] = random.random) -> float:
+    """Exponential backoff with jitter (half to full of the step), never before Retry-After."""
+    step = min(BACKOFF_CAP_SECONDS, BACKOFF_BASE_SECONDS * 2 ** max(0, attempts - 1))
+    delay = step * (0.5 + 0.5 * rand())
+    return float(max(delay, retry_after or 0.0))
+
+
+class Dispatcher:
+    def __init__(self, pool: asyncpg.Pool, gateway: FcmGateway, *, batch_size: int = BATCH_SIZE,
+                 lease: timedelta = LEASE, on_result: Callable[[str], None] | None = None,
+                 clock: Callable[[], datetime] = lambda: datetime.now(UTC)) -> None:
+        self.pool = pool
+        self.gateway = gateway
+        self.batch_size = batch_size
+        self.lease = lease
+        self.on_result = on_result
+        self.clock = clock
+
+    async def claim(self, now: datetime) -> list[asyncpg.Record]:
+        async with self.pool.acquire() as conn, conn.transaction():
+            return list(await conn.fetch(CLAIM, now, self.batch_size, self.lease))
+
+    async def run_once(self) -> int:
+        """Claim one batch, send it, record the outcomes; return how many rows were claimed."""
+        now = self.clock()
+        rows = await self.claim(now)
+        if not rows:
+            return 0
+        pushes: list[OutgoingPush] = []
+        results: list[SendResult] = []
+        for row in rows:
+            push = _push_of(row)
+            if push is None:
+                results.append(SendResult(row["id"], "failed", error_code="NO_PUSH_ADDRESS"))
+            else:
+                pushes.append(push)
+        if pushes:
+            results.extend(await self.gateway.send(pushes, self.clock()))
+        await self.record(results, {r["id"]: r for r in rows})
+        return len(rows)
+
+    async def record(self, results: Sequence[SendResult],
+                     claimed: dict[UUID, asyncpg.Record]) -> None:
+        now = self.clock()
+        sent = [r for r in results if r.outcome == "sent"]
+        final: list[tuple[UUID, str, str | None]] = []
+        retry: list[tuple[UUID, datetime, str | None]] = []
+        retire: list[UUID] = []
+        for r in results:
+            row = claimed[r.delivery_id]
+            if r.outcome == "expired":
+                final.append((r.delivery_id, "expired", None))
+            elif r.outcome in ("failed", "retire"):
+                final.append((r.delivery_id, "failed", r.error_code))
+                if r.outcome == "retire":
+                    retire.append(r.delivery_id)
+            elif r.outcome == "retry":
+                at = now + timedelta(seconds=backoff_seconds(row["attempts"],
+                                                             r.retry_after_seconds))
+                if row["attempts"] >= MAX_ATTEMPTS:
+                    final.append((r.delivery_id, "failed", r.error_code))
+                elif at >= row["expires_at"]:
+                    final.append((r.delivery_id, "expired", r.error_code))
+                else:
+                    retry.append((r.delivery_id, at, r.error_code))
+        async with self.pool.acquire() as conn, conn.transaction():
+            if sent:
+                await conn.execute(MARK_SENT, [r.delivery_id for r in sent],
+                                   [r.message_name for r in sent], now)
+            if final:
+                await conn.execute(MARK_FINAL, *map(list, zip(*final, strict=True)))
+            if retry:
+                await conn.execute(MARK_RETRY, *map(list, zip(*retry, strict=True)))
+            if retire:
+                await conn.execute(RETIRE_ADDRESSES, retire, now)
+        if self.on_result is not None:
+            for r in results:
+                self.on_result(r.outcome)
+
+    async def run(self, dsn: str, stop: asyncio.Event) -> None:
+        """Drain the outbox until `stop` is set, woken at once by NOTIFY on new deliveries."""
+        wake = asyncio.Event()
+        listener = await asyncpg.connect(dsn)
+
+        def on_notify(*_: Any) -> None:
+            wake.set()
+
+        await listener.add_listener("contexto_outbox", on_notify)
+        try:
+            while not stop.is_set():
+                try:
+                    claimed = await self.run_once()
+                except (asyncpg.PostgresError, OSError):
+                    log.exception("dispatch round failed; retrying shortly")
+                    claimed = 0
+                    await asyncio.sleep(1.0)
+                if claimed >= self.batch_size:
+                    continue  # more may be waiting
+                wake.clear()
+                await _wait_any(wake, stop, await self._idle_seconds())
+        finally:
+            with suppress(OSError, asyncpg.PostgresError):
+                await listener.close()
+
+    async def _idle_seconds(self) -> float:
+        next_due: datetime | None = await self.pool.fetchval(NEXT_DUE)
+        if next_due is None:
+            return IDLE_WAKE_SECONDS
+        return min(IDLE_WAKE_SECONDS, max(0.0, (next_due - self.clock()).total_seconds()))
+
+
+async def _wait_any(wake: asyncio.Event, stop: asyncio.Event, seconds: float) -> None:
+    waiters = [asyncio.create_task(wake.wait()), asyncio.create_task(stop.wait())]
+    try:
+        await asyncio.wait(waiters, timeout=seconds, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        for w in waiters:
+            w.cancel()
+
+
+def _push_of(row: asyncpg.Record) -> OutgoingPush | None:
+    if row["push_retired_at"] is not None or not (row["fcm_token"] or row["fid"]):
+        return None
+    offer: dict[str, Any] = row["offer"]
+    return OutgoingPush(
+        delivery_id=row["id"], campaign_id=row["campaign_id"],
+        token=row["fcm_token"] or None, fid=None if row["fcm_token"] else row["fid"],
+        title=offer["title"], body=offer["body"], image_url=offer.get("image_url"),
+        deep_link=offer.get("deep_link"), data=dict(offer.get("data") or {}),
+        expires_at=row["expires_at"],
+    )
+
+
+async def _main() -> None:
+    import os
+
+    from app.db import open_pool
+    from app.settings import from_environment
+
+    database_url = os.environ.get("DATABASE_URL")
+    if not database_url:
+        raise SystemExit("python -m campaigns.dispatch needs DATABASE_URL (the service's database)")
+    settings = from_environment(os.environ, database_url=database_url, admin_token=None)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    pool = await open_pool(database_url)
+    gateway = FcmGateway(project_id=settings.firebase_project_id, endpoint=settings.fcm_endpoint,
+                         credentials_path=settings.google_application_credentials)
+    stop = asyncio.Event()
+    try:
+        await Dispatcher(pool, gateway).run(database_url, stop)
+    finally:
+        await gateway.close()
+        await pool.close()
+
+
+if __name__ == "__main__":
+    with suppress(KeyboardInterrupt):
+        asyncio.run(_main())

@@ -1,0 +1,141 @@
+"""What campaigns achieved: their deliveries, the outcome counts, and why offers did not go out.
+
+One rule: every (moment, campaign) the campaign matched is counted exactly once, as a delivery
+or as a suppression with its reason, so `triggered` is their sum.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Literal
+from uuid import UUID
+
+import msgspec
+
+from geo.errors import Conflict, NotFound
+from geo.store import Connection
+
+DeliveryStatus = Literal["queued", "sending", "sent", "failed", "expired"]
+FeedbackKind = Literal["opened", "dismissed", "redeemed"]
+
+# The contract's suppression reasons, plus those the decision rules add: a moment already older
+# than the offer's TTL, a prediction below min_probability, and losing to a better campaign.
+SUPPRESSION_KEYS = ("consent", "quiet_hours", "cap", "cooldown", "holdout", "policy", "schedule",
+                    "moment_expired", "probability", "outranked")
+_REASON_KEY = {"expired": "moment_expired"}
+
+
+class Delivery(msgspec.Struct, kw_only=True, frozen=True):
+    id: UUID
+    campaign_id: UUID
+    device_id: UUID | None
+    trigger_kind: str
+    fence_id: UUID | None
+    store_id: UUID
+    moment_at: datetime
+    expires_at: datetime
+    status: DeliveryStatus
+    attempts: int
+    fcm_message_name: str | None
+    error_code: str | None
+    predicted_store_id: UUID | None
+    probability: float | None
+    arrived_at: datetime | None
+    created_at: datetime
+    sent_at: datetime | None
+    opened_at: datetime | None
+    dismissed_at: datetime | None
+    redeemed_at: datetime | None
+
+
+class Stats(msgspec.Struct, kw_only=True, frozen=True):
+    triggered: int
+    queued: int
+    sent: int
+    failed: int
+    expired: int
+    opened: int
+    dismissed: int
+    redeemed: int
+    suppressed: dict[str, int]
+    predicted: int
+    predicted_arrived: int
+
+
+class FeedbackIn(msgspec.Struct, kw_only=True, forbid_unknown_fields=True, frozen=True):
+    kind: FeedbackKind
+    ts: datetime
+
+    def __post_init__(self) -> None:
+        if self.ts.tzinfo is None:
+            raise ValueError("ts: needs a UTC offset (RFC 3339)")
+
+
+class FeedbackRecorded(msgspec.Struct, frozen=True):
+    delivery_id: UUID
+    kind: FeedbackKind
+    recorded: bool  # false when this kind was already recorded for the delivery
+
+
+_DELIVERY_COLUMNS = ", ".join(Delivery.__struct_fields__)
+LIST_DELIVERIES = f"""
+SELECT {_DELIVERY_COLUMNS} FROM deliveries
+WHERE campaign_id = $1 AND ($2::text IS NULL OR status = $2)
+  AND ($3::timestamptz IS NULL OR (created_at, id) > ($3, $4::uuid))
+ORDER BY created_at, id LIMIT $5
+"""
+DELIVERY_COUNTS = """
+SELECT count(*) AS total,
+       count(*) FILTER (WHERE status IN ('queued', 'sending')) AS queued,
+       count(*) FILTER (WHERE status = 'sent') AS sent,
+       count(*) FILTER (WHERE status = 'failed') AS failed,
+       count(*) FILTER (WHERE status = 'expired') AS expired,
+       count(opened_at) AS opened, count(dismissed_at) AS dismissed,
+       count(redeemed_at) AS redeemed,
+       count(predicted_store_id) AS predicted, count(arrived_at) AS predicted_arrived
+FROM deliveries WHERE campaign_id = $1
+"""
+SUPPRESSION_COUNTS = """
+SELECT reason, count(*) AS n FROM suppressions WHERE campaign_id = $1 GROUP BY reason
+"""
+RECORD_FEEDBACK = {
+    kind: f"""UPDATE deliveries SET {kind}_at = $3
+              WHERE id = $1 AND device_id = $2 AND {kind}_at IS NULL RETURNING id"""
+    for kind in ("opened", "dismissed", "redeemed")
+}
+DELIVERY_OWNER = "SELECT device_id, status FROM deliveries WHERE id = $1"
+
+
+async def list_deliveries(conn: Connection, campaign_id: UUID, status: str | None,
+                          after: tuple[datetime, UUID] | None, limit: int) -> list[Delivery]:
+    created, ident = after if after else (None, None)
+    rows = await conn.fetch(LIST_DELIVERIES, campaign_id, status, created, ident, limit)
+    return [Delivery(**dict(r)) for r in rows]
+
+
+async def stats(conn: Connection, campaign_id: UUID) -> Stats:
+    counts = await conn.fetchrow(DELIVERY_COUNTS, campaign_id)
+    assert counts is not None
+    suppressed = dict.fromkeys(SUPPRESSION_KEYS, 0)
+    for row in await conn.fetch(SUPPRESSION_COUNTS, campaign_id):
+        key = _REASON_KEY.get(row["reason"], row["reason"])
+        suppressed[key] = suppressed.get(key, 0) + row["n"]
+    return Stats(
+        triggered=counts["total"] + sum(suppressed.values()),
+        queued=counts["queued"], sent=counts["sent"], failed=counts["failed"],
+        expired=counts["expired"], opened=counts["opened"], dismissed=counts["dismissed"],
+        redeemed=counts["redeemed"], suppressed=suppressed, predicted=counts["predicted"],
+        predicted_arrived=counts["predicted_arrived"],
+    )
+
+
+async def record_feedback(conn: Connection, device_id: UUID, delivery_id: UUID,
+                          feedback: FeedbackIn) -> FeedbackRecorded:
+    owner = await conn.fetchrow(DELIVERY_OWNER, delivery_id)
+    if owner is None or owner["device_id"] != device_id:
+        raise NotFound("delivery", delivery_id)
+    if owner["status"] != "sent":
+        raise Conflict(f"delivery {delivery_id} was not sent (it is {owner['status']})")
+    done = await conn.fetchval(RECORD_FEEDBACK[feedback.kind], delivery_id, device_id,
+                               feedback.ts)
+    return FeedbackRecorded(delivery_id, feedback.kind, done is not None)
