@@ -42,7 +42,8 @@ def create_app(settings: Settings) -> Litestar:
     return Litestar(
         route_handlers=[
             ApiKeyController, StoreController, GeofenceController, DeviceController,
-            PingController, CampaignController, PolicyController, DeliveryController, healthz, readyz, metrics,
+            PingController, CampaignController, PolicyController, DeliveryController,
+            healthz, readyz, metrics,
         ],
         dependencies={
             "pool": Provide(provide_pool),
