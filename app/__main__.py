@@ -8,7 +8,6 @@ token once and keeps it in `.contexto/admin_token`.
 from __future__ import annotations
 
 import logging
-import os
 import secrets
 from pathlib import Path
 from typing import Any
@@ -18,27 +17,25 @@ import uvicorn
 from app.main import create_app
 from app.settings import environment, from_environment
 
-STATE_DIR = Path(os.environ.get("CONTEXTO_HOME", ".contexto"))
 
-
-def _admin_token(env: dict[str, str]) -> str:
+def _admin_token(env: dict[str, str], state_dir: Path) -> str:
     token = env.get("CONTEXTO_ADMIN_TOKEN")
     if token:
         return token
-    path = STATE_DIR / "admin_token"
+    path = state_dir / "admin_token"
     if path.exists():
         return path.read_text().strip()
-    STATE_DIR.mkdir(parents=True, exist_ok=True)
+    state_dir.mkdir(parents=True, exist_ok=True)
     token = "ctxa_" + secrets.token_urlsafe(32)
     path.write_text(token + "\n")
     path.chmod(0o600)
     return token
 
 
-def _embedded_database() -> tuple[str, Any]:
+def _embedded_database(state_dir: Path) -> tuple[str, Any]:
     import pgserver
 
-    folder = (STATE_DIR / "pgdata").resolve()
+    folder = (state_dir / "pgdata").resolve()
     folder.mkdir(parents=True, exist_ok=True)
     server = pgserver.get_server(folder, cleanup_mode="stop")  # type: ignore[attr-defined]
     return str(server.get_uri()), server
@@ -47,13 +44,14 @@ def _embedded_database() -> tuple[str, Any]:
 def main() -> None:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
     env = dict(environment())
+    state_dir = Path(env.get("CONTEXTO_HOME", ".contexto"))
     keep_alive: list[Any] = []
     database_url = env.get("DATABASE_URL")
     if not database_url:
-        database_url, server = _embedded_database()
+        database_url, server = _embedded_database(state_dir)
         keep_alive.append(server)
         print(f"embedded PostgreSQL: {database_url}", flush=True)
-    admin_token = _admin_token(env)
+    admin_token = _admin_token(env, state_dir)
     settings = from_environment(env, database_url=database_url, admin_token=admin_token)
     url = f"http://{settings.host}:{settings.port}"
     print(f"contexto serving on {url}", flush=True)
