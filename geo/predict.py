@@ -63,7 +63,9 @@ FEATURES = (
     "user_recency_day", "user_recency_weeks", "user_hour_lift", "user_dow_lift",
     "user_daytype_lift", "pop_next_p", "pop_next_log", "pop_log", "pop_hour_lift",
     "pop_daytype_lift", "log_km_from_last", "log_km_from_home", "km_unknown", "is_last",
-    "new_x_novelty", "is_new", "other_bias", "other_log_visits", "other_novelty",
+    "new_x_novelty", "is_new",
+    # The last three describe the "somewhere else" option only; candidates score 0 on them.
+    "other_bias", "other_log_visits", "other_novelty",
 )
 N_FEATURES = len(FEATURES)
 # A weak prior for the ranker (habits beat popularity, nearer beats farther). It only matters
@@ -72,7 +74,6 @@ PRIOR_WEIGHTS = {
     "user_next_p": 1.5, "user_freq_p": 3.0, "user_recency_weeks": 0.5, "user_hour_lift": 1.0,
     "pop_next_p": 1.0, "pop_log": 0.3, "log_km_from_last": -0.3, "other_bias": 2.0,
 }
-N_OTHER = 3  # the last three features describe the "somewhere else" option only
 
 
 class Visit(msgspec.Struct, frozen=True):
@@ -845,7 +846,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             args.model.parent.mkdir(parents=True, exist_ok=True)
             save_model(model, args.model)
             print(f"fitted on {len(visits)} visits -> {args.model}")
-    except InvalidVisits as e:
+    except (InvalidVisits, OSError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
     return 0

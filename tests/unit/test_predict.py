@@ -213,9 +213,7 @@ def test_a_saved_model_predicts_exactly_like_the_original(
 # --- CLI -----------------------------------------------------------------------------------------
 
 
-def test_evaluate_writes_one_ranking_line_per_test_row(
-    tmp_path: Path, capsys: pytest.CaptureFixture[str]
-) -> None:
+def test_evaluate_writes_one_ranking_line_per_test_row(tmp_path: Path) -> None:
     train, test = split_by_time(generate(seed=5, users=12, days=14), 14, 3)
     (tmp_path / "train.csv").write_text(to_csv(train))
     (tmp_path / "test.csv").write_text(to_csv(test))
@@ -225,6 +223,22 @@ def test_evaluate_writes_one_ranking_line_per_test_row(
     assert (code, lines[0], [ln.split(",")[0] for ln in lines[1:]]) == (
         0, "row,p1,p2,p3,p4,p5,p6,p7,p8,p9,p10", [str(i) for i in range(len(test))]
     )
+
+
+def test_fit_saves_a_model_that_loads_and_predicts(tmp_path: Path) -> None:
+    (tmp_path / "v.csv").write_text(to_csv(generate(seed=5, users=12, days=14)))
+    code = main(["fit", "--visits", str(tmp_path / "v.csv"), "--model",
+                 str(tmp_path / "m" / "model.msgpack")])
+    model = load_model(tmp_path / "m" / "model.msgpack")
+    assert (code, len(model.predict("u0001", [], at(30, 12), k=3))) == (0, 3)
+
+
+def test_a_missing_input_file_is_an_error_message_not_a_traceback(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    code = main(["fit", "--visits", str(tmp_path / "nope.csv"), "--model",
+                 str(tmp_path / "m.msgpack")])
+    assert (code, capsys.readouterr().err.startswith("error: ")) == (2, True)
 
 
 # --- CSV parsing -------------------------------------------------------------------------------
