@@ -17,6 +17,20 @@ places outside the candidates; without it, probabilities would be overconfident.
 
 Coordinates: places learn their position from the first visit that carries lat/lng, or from the
 `places` mapping given to `fit` (place_id -> (lat, lng)), which takes precedence.
+
+Time of day and day of week are read from each timestamp in its own UTC offset, so RFC 3339
+timestamps with local offsets give local habits; Unix seconds are taken as UTC.
+
+CLI:
+    python -m geo.predict evaluate --train T.csv --test S.csv [--out P.csv]
+        Fits on T, then replays S in time order: each row is predicted from T and the rows of S
+        before it in time (never itself or later rows), then learned. Prints Acc@1/5/10 and MRR
+        (a place ranked beyond 100 counts as 0) for the model and for the global-most-popular,
+        user-most-frequent and user first-order Markov baselines under the same protocol, and a
+        reliability table of the model's probabilities. --out writes `row,p1,...,p10` per row of
+        S in S's order.
+    python -m geo.predict fit --visits V.csv --model M
+        Fits on V and saves the model as msgpack for `load_model`.
 """
 
 from __future__ import annotations
