@@ -40,6 +40,7 @@ class Catalog:
     resolution: int
     index: FenceIndex = field(init=False)
     store_timezones: dict[UUID, str] = field(default_factory=dict)
+    store_tags: dict[UUID, tuple[str, ...]] = field(default_factory=dict)
     campaigns: list[Campaign] = field(default_factory=list)
     policy: Policy = field(default_factory=Policy)
     fence_version: int = -1
@@ -87,8 +88,28 @@ class Catalog:
         # Building is CPU work: keep the event loop answering other requests meanwhile.
         index = await asyncio.to_thread(FenceIndex.build, fences, resolution=self.resolution,
                                         version=version)
+        tags: dict[UUID, set[str]] = {}
+        for f in fences:
+            if f.enabled:
+                tags.setdefault(f.store_id, set()).update(f.tags)
         self.index, self.store_timezones, self.fence_version = index, timezones, version
+        self.store_tags = {store: tuple(sorted(t)) for store, t in tags.items()}
         log.info("geofence index v%d: %d fences", version, len(index))
+
+    def predicted_targets(self) -> set[UUID]:
+        """Stores some active `predicted_next` campaign may fire for."""
+        stores: set[UUID] = set()
+        fences = self.index.fences
+        for c in self.campaigns:
+            t = c.trigger
+            if t.kind != "predicted_next":
+                continue
+            stores.update(t.store_ids)
+            stores.update(fences[f].store_id for f in t.geofence_ids if f in fences)
+            if t.tags:
+                wanted = set(t.tags)
+                stores.update(s for s, tags in self.store_tags.items() if wanted & set(tags))
+        return stores
 
     async def _load_campaigns(self, conn: Connection, version: int) -> None:
         self.campaigns = await campaign_store.active_campaigns(conn)

@@ -70,7 +70,8 @@ def json_path_to_field(path: str) -> str:
 
 
 _NAMED = re.compile(r"^(?P<name>[a-z_][a-z0-9_]*): (?P<message>.+)$", re.DOTALL)
-_UNKNOWN = re.compile(r"^Object contains unknown field `(?P<name>[^`]+)`$")
+# msgspec reports an unknown or missing field at the object holding it; the field is named.
+_UNKNOWN = re.compile(r"^Object (?:contains unknown|missing required) field `(?P<name>[^`]+)`$")
 
 
 def decode_error_fields(message: str) -> list[FieldError]:

@@ -8,7 +8,7 @@ run on the in-memory catalog, refreshed inside the same transaction.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Literal
 from uuid import UUID
 
@@ -16,14 +16,17 @@ import msgspec
 import numpy as np
 
 from app.catalog import Catalog
+from app.prediction import Predictor, recent_visits
 from campaigns import outbox
 from campaigns.decide import DeviceContext, Moment, PastPush, decide
 from campaigns.devices import Device
 from geo import presence
 from geo import store as geo_store
 from geo.cells import cells_of
+from geo.fences import haversine_m
 from geo.pings import PingIn
-from geo.presence import DevicePresence, Fix, GeoEvent
+from geo.predict import Visit
+from geo.presence import DevicePresence, Entered, Exited, Fix, GeoEvent
 from geo.store import Connection
 
 # A fix that does not say how good it is is taken as a typical urban smartphone fix.
@@ -38,6 +41,22 @@ SAVE_PRESENCE = """
 INSERT INTO presence (device_id, state, last_at) VALUES ($1, $2, $3)
 ON CONFLICT (device_id) DO UPDATE SET state = $2, last_at = $3, updated_at = now()
 """
+INSERT_VISITS = """
+INSERT INTO visits (customer_key, device_id, place_id, arrived_at, departed_at, lat, lng, source)
+SELECT $1, $2, p, a, d, la, ln, 'presence'
+FROM unnest($3::text[], $4::timestamptz[], $5::timestamptz[], $6::float8[], $7::float8[])
+     AS t(p, a, d, la, ln)
+ON CONFLICT (customer_key, place_id, arrived_at) DO NOTHING
+"""
+MARK_ARRIVALS = """
+UPDATE deliveries d SET arrived_at = t.at
+FROM unnest($2::uuid[], $3::timestamptz[]) AS t(store, at)
+WHERE d.device_id = $1 AND d.predicted_store_id = t.store AND d.arrived_at IS NULL
+  AND d.status IN ('queued', 'sending', 'sent') AND t.at BETWEEN d.moment_at AND d.expires_at
+"""
+# Moving without a fresh exit: predict from the last place if it was left this recently.
+MOVING_AFTER_VISIT = timedelta(minutes=30)
+MOVING_MIN_DISPLACEMENT_M = 100.0
 INSERT_EVENTS = """
 INSERT INTO geo_events (device_id, customer_id, fence_id, store_id, kind, at, entered_at)
 SELECT $1, $2, f, s, k, a, e
@@ -49,6 +68,7 @@ FROM unnest($3::uuid[], $4::uuid[], $5::text[], $6::timestamptz[], $7::timestamp
 class BatchOutcome(msgspec.Struct, frozen=True):
     events: list[GeoEvent]
     queued: int
+    visits: list[Visit] = msgspec.field(default_factory=list)  # ended in this batch
 
 
 def device_context(device: Device) -> DeviceContext:
@@ -64,7 +84,12 @@ async def load_presence(conn: Connection, device_id: UUID) -> DevicePresence:
     return msgspec.convert(state, DevicePresence)
 
 
-async def ingest_pings(conn: Connection, catalog: Catalog, device: Device,
+def customer_key(device: Device) -> str:
+    """Whose visits these are: the customer when the app says, else the device alone."""
+    return device.customer_id or f"device:{device.id}"
+
+
+async def ingest_pings(conn: Connection, catalog: Catalog, predictor: Predictor, device: Device,
                        pings: Sequence[PingIn], now: datetime) -> BatchOutcome:
     """Run the pipeline for a device's accepted pings (call inside a transaction that holds
     the device's row lock)."""
@@ -90,11 +115,87 @@ async def ingest_pings(conn: Connection, catalog: Catalog, device: Device,
     after, events = presence.advance(before, fixes, hits, index.fences)
     if after != before:
         await conn.execute(SAVE_PRESENCE, device.id, msgspec.to_builtins(after), after.last_at)
-    if not events:
-        return BatchOutcome([], 0)
-    await _record_events(conn, catalog, device, events)
-    queued = await decide_moments(conn, catalog, device, moments_of(catalog, events), now)
-    return BatchOutcome(events, queued)
+    moments = moments_of(catalog, events)
+    visits: list[Visit] = []
+    if events:
+        await _record_events(conn, catalog, device, events)
+        visits = await _record_visits(conn, catalog, device, events)
+    moments.extend(await predicted_moments(conn, catalog, predictor, device, events, fixes,
+                                           after))
+    queued = await decide_moments(conn, catalog, device, moments, now)
+    return BatchOutcome(events, queued, visits)
+
+
+async def _record_visits(conn: Connection, catalog: Catalog, device: Device,
+                         events: Sequence[GeoEvent]) -> list[Visit]:
+    """Exits end visits at the fence's store; entries confirm predicted arrivals."""
+    fences = catalog.index.fences
+    key = customer_key(device)
+    ended = [
+        Visit(user_id=key, place_id=str(fences[e.fence_id].store_id), arrived_at=e.entered_at,
+              departed_at=e.at, lat=fences[e.fence_id].shape.center_lat,
+              lng=fences[e.fence_id].shape.center_lng)
+        for e in events if isinstance(e, Exited)
+    ]
+    if ended:
+        await conn.execute(INSERT_VISITS, key, device.id, [v.place_id for v in ended],
+                           [v.arrived_at for v in ended], [v.departed_at for v in ended],
+                           [v.lat for v in ended], [v.lng for v in ended])
+    entered = [e for e in events if isinstance(e, Entered)]
+    if entered:
+        await conn.execute(MARK_ARRIVALS, device.id,
+                           [fences[e.fence_id].store_id for e in entered],
+                           [e.at for e in entered])
+    return ended
+
+
+async def predicted_moments(conn: Connection, catalog: Catalog, predictor: Predictor,
+                            device: Device, events: Sequence[GeoEvent], fixes: Sequence[Fix],
+                            after: DevicePresence) -> list[Moment]:
+    """The customer's predicted next store, as a moment, when they just left a place (an
+    Exited) or are moving away from the last one; only for stores a campaign targets."""
+    targets = catalog.predicted_targets()
+    if not targets:
+        return []
+    key = customer_key(device)
+    exits = [e for e in events if isinstance(e, Exited)]
+    left_store: UUID | None
+    if exits:
+        left_at, left_store = exits[-1].at, catalog.index.fences[exits[-1].fence_id].store_id
+        history = await recent_visits(conn, key)
+    else:
+        if after.fences or not _moving(fixes):
+            return []
+        history = await recent_visits(conn, key)
+        last = history[-1] if history else None
+        latest = max(f.at for f in fixes)
+        if last is None or last.departed_at is None or \
+                not timedelta(0) <= latest - last.departed_at <= MOVING_AFTER_VISIT:
+            return []
+        left_at, left_store = last.departed_at, _uuid_or_none(last.place_id)
+    for place, probability in predictor.predict(key, history, left_at, k=10):
+        store = _uuid_or_none(place)
+        if store is None or store == left_store or store not in targets:
+            continue
+        return [Moment(
+            device_id=device.id, kind="predicted_next", fence_id=None, store_id=store,
+            fence_tags=catalog.store_tags.get(store, ()), occurred_at=left_at,
+            store_timezone=catalog.store_timezones.get(store, "UTC"), probability=probability,
+        )]
+    return []
+
+
+def _moving(fixes: Sequence[Fix]) -> bool:
+    ordered = sorted(fixes, key=lambda f: f.at)
+    first, last = ordered[0], ordered[-1]
+    return haversine_m(first.lat, first.lng, last.lat, last.lng) >= MOVING_MIN_DISPLACEMENT_M
+
+
+def _uuid_or_none(text: str) -> UUID | None:
+    try:
+        return UUID(text)
+    except ValueError:
+        return None
 
 
 def _signed(cell: int) -> int:

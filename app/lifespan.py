@@ -18,6 +18,7 @@ from litestar import Litestar
 
 from app.catalog import Catalog, watching
 from app.db import open_pool
+from app.prediction import Predictor, serving
 from campaigns.dispatch import Dispatcher
 from campaigns.fcm import FcmGateway
 from campaigns.fcm_emulator import run_emulator
@@ -42,6 +43,15 @@ async def catalog(app: Litestar) -> AsyncIterator[None]:
     settings = app.state.settings
     app.state.catalog = Catalog(resolution=settings.h3_resolution)
     async with watching(app.state.catalog, settings.database_url):
+        yield
+
+
+@asynccontextmanager
+async def prediction(app: Litestar) -> AsyncIterator[None]:
+    settings = app.state.settings
+    app.state.predictor = Predictor()
+    async with serving(app.state.predictor, app.state.pool, model_path=settings.model_path,
+                       refit_seconds=settings.predict_refit_seconds):
         yield
 
 

@@ -16,7 +16,7 @@ from litestar.openapi.spec import Components, SecurityScheme
 
 from app.auth import provide_principal, role_guard, token_hash
 from app.errors import exception_handlers
-from app.lifespan import catalog, database, push_delivery
+from app.lifespan import catalog, database, prediction, push_delivery
 from app.metrics import Metrics, metrics_middleware
 from app.routes.campaigns import CampaignController, PolicyController
 from app.routes.deliveries import DeliveryController
@@ -25,6 +25,7 @@ from app.routes.keys import ApiKeyController
 from app.routes.ops import healthz, metrics, readyz
 from app.routes.pings import PingController
 from app.routes.stores import GeofenceController, StoreController
+from app.routes.visits import VisitController
 from app.settings import Settings
 
 
@@ -43,7 +44,7 @@ def create_app(settings: Settings) -> Litestar:
         route_handlers=[
             ApiKeyController, StoreController, GeofenceController, DeviceController,
             PingController, CampaignController, PolicyController, DeliveryController,
-            healthz, readyz, metrics,
+            VisitController, healthz, readyz, metrics,
         ],
         dependencies={
             "pool": Provide(provide_pool),
@@ -51,7 +52,7 @@ def create_app(settings: Settings) -> Litestar:
         },
         guards=[role_guard],
         exception_handlers=exception_handlers(),
-        lifespan=[database, catalog, push_delivery],
+        lifespan=[database, catalog, prediction, push_delivery],
         middleware=[metrics_middleware],
         state=state,
         request_max_body_size=settings.max_body_bytes,

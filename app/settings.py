@@ -31,6 +31,8 @@ class Settings(msgspec.Struct, kw_only=True, frozen=True):
     # and send to it.
     embedded_emulator_port: int | None = None
     dispatch_lease_seconds: float = 60.0
+    # The next-place model is refitted from every stored visit this often (seconds).
+    predict_refit_seconds: float = 3600.0
 
     def __post_init__(self) -> None:
         if not 0 <= self.h3_resolution <= 15:
@@ -58,6 +60,7 @@ def from_environment(env: Mapping[str, str], *, database_url: str,
         max_body_bytes=int(env.get("MAX_BODY_BYTES", "1048576")),
         run_dispatcher=_flag(env.get("CONTEXTO_RUN_DISPATCHER", "1")),
         model_path=env.get("CONTEXTO_MODEL_PATH") or None,
+        predict_refit_seconds=float(env.get("CONTEXTO_REFIT_SECONDS", "3600")),
         embedded_emulator_port=(
             int(env.get("FCM_EMULATOR_PORT", "8765"))
             if not env.get("FCM_ENDPOINT") and not env.get("GOOGLE_APPLICATION_CREDENTIALS")
