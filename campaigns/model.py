@@ -85,8 +85,10 @@ class Offer(msgspec.Struct, kw_only=True, forbid_unknown_fields=True, frozen=Tru
     data: dict[str, str] = msgspec.field(default_factory=dict)
 
     def __post_init__(self) -> None:
-        if not self.title.strip() or not self.body.strip():
-            raise ValueError("title: title and body must not be blank")
+        if not self.title.strip():
+            raise ValueError("title: must not be blank")
+        if not self.body.strip():
+            raise ValueError("body: must not be blank")
         if self.image_url is not None and not self.image_url.startswith("https://"):
             raise ValueError("image_url: must be an https URL")
         if self.deep_link is not None and not _URL.match(self.deep_link):
