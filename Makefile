@@ -24,5 +24,16 @@ lint: $(STAMP)
 test: lint
 	$(PY) -m pytest -q -p no:cacheprovider
 
+demo: $(STAMP)
+	$(PY) -m fixtures.demo
+
+bench: $(STAMP)
+	$(PY) -m bench.fence_match
+	$(PY) -m bench.e2e
+
+eval: $(STAMP)
+	$(PY) -m fixtures.visits --seed 7 --train .contexto/eval/train.csv --test .contexto/eval/test.csv
+	$(PY) -m geo.predict evaluate --train .contexto/eval/train.csv --test .contexto/eval/test.csv
+
 clean:
 	rm -rf $(VENV) .contexto
