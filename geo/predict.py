@@ -158,6 +158,11 @@ class _State(msgspec.Struct):
     weekend_total: float = 0.0
 
 
+# Stand-ins for "never visited", read-only: they keep the hot loop free of branches.
+_NO_USER_PLACE = _UserPlace()
+_NO_PLACE = _Place()
+
+
 def _epoch(dt: datetime) -> float:
     return (dt if dt.tzinfo else dt.replace(tzinfo=UTC)).timestamp()
 
@@ -453,26 +458,24 @@ class NextPlaceModel:
         uplaces = user.places if user is not None else {}
         places = s.places
         nan = math.nan
-        rows: list[list[float]] = []
+        w0, w1 = 1.0 - frac, frac
+        next_of, up_of, place_of = user_next.get, uplaces.get, places.get
+        rows: list[tuple[float, ...]] = []
         for pid in cands:
-            up = uplaces.get(pid)
-            pl = places.get(pid)
-            row = [user_next.get(pid, 0.0), user_out]
-            if up is not None:
-                row += [up.count, up.recent_day, up.recent_weeks, t_now - up.last,
-                        (1.0 - frac) * up.hours[bin_i] + frac * up.hours[bin_j], up.dow[dow],
-                        up.dow[5] + up.dow[6] if weekend else up.count - up.dow[5] - up.dow[6]]
-            else:
-                row += [0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0]
-            row += [pop_next.get(pid, 0.0), pop_out]
-            if pl is not None:
-                row += [pl.count, (1.0 - frac) * pl.hours[bin_i] + frac * pl.hours[bin_j],
-                        pl.weekend if weekend else pl.count - pl.weekend,
-                        nan if pl.lat is None else pl.lat, nan if pl.lng is None else pl.lng]
-            else:
-                row += [0.0, 0.0, 0.0, nan, nan]
-            row.append(1.0 if pid == last else 0.0)
-            rows.append(row)
+            up = up_of(pid, _NO_USER_PLACE)
+            pl = place_of(pid, _NO_PLACE)
+            uh, ud, ph = up.hours, up.dow, pl.hours
+            rows.append((
+                next_of(pid, 0.0), user_out,
+                up.count, up.recent_day, up.recent_weeks, t_now - up.last,
+                w0 * uh[bin_i] + w1 * uh[bin_j], ud[dow],
+                ud[5] + ud[6] if weekend else up.count - ud[5] - ud[6],
+                pop_next.get(pid, 0.0), pop_out,
+                pl.count, w0 * ph[bin_i] + w1 * ph[bin_j],
+                pl.weekend if weekend else pl.count - pl.weekend,
+                nan if pl.lat is None else pl.lat, nan if pl.lng is None else pl.lng,
+                1.0 if pid == last else 0.0,
+            ))
         home_ok = user is not None and user.home_n > 0
         ctx = np.array([
             user.visits if user is not None else 0.0,
