@@ -80,7 +80,10 @@ async def check_references(conn: Connection, spec: CampaignSpec) -> None:
             raise InvalidField(field, "unknown ids: " + ", ".join(map(str, missing)))
 
 
-async def insert_campaign(conn: Connection, spec: CampaignSpec) -> Campaign:
+async def insert_campaign(conn: Connection, spec: CampaignSpec, now: datetime) -> Campaign:
+    if spec.status == "active" and spec.schedule.ends_at <= now:
+        raise Conflict(f"the schedule ended at {spec.schedule.ends_at.isoformat()}; a campaign "
+                       "cannot start active after its end")
     await check_references(conn, spec)
     row = await conn.fetchrow(INSERT_CAMPAIGN, uuid4(), spec.name, spec.status,
                               spec.trigger.kind, msgspec.to_builtins(spec), spec.priority)

@@ -53,7 +53,7 @@ class CampaignController(Controller):
         """Schedule a micromoment offer: what triggers it, when, what it says, how long it
         lasts, and how often one device may get it."""
         async with pool.acquire() as conn, conn.transaction():
-            return await store.insert_campaign(conn, data)
+            return await store.insert_campaign(conn, data, datetime.now(UTC))
 
     @get(operation_id="listCampaigns", opt=admits(*STAFF, action="list campaigns"))
     async def list_campaigns(
