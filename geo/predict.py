@@ -435,6 +435,10 @@ class NextPlaceModel:
         last_lat = last_lng = math.nan
         if last_place is not None and last_place.lat is not None and last_place.lng is not None:
             last_lat, last_lng = last_place.lat, last_place.lng
+        elif history and history[-1].lat is not None and history[-1].lng is not None:
+            # A place the model has not learned yet still tells where the customer is.
+            last_lat, last_lng = history[-1].lat, history[-1].lng
+        if not math.isnan(last_lat):
             cells = s.cells
             seen.update(dict.fromkeys(cells.get(_cell(last_lat, last_lng), ())))
             for di in (-1, 0, 1):

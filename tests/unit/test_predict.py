@@ -176,6 +176,14 @@ def test_predictions_change_when_a_visit_is_learned() -> None:
     assert ("only-mine" in dict(before), "only-mine" in dict(after)) == (False, True)
 
 
+def test_a_customer_at_an_unknown_place_is_offered_what_is_popular_around_it() -> None:
+    model = NextPlaceModel.fit(background())
+    for i in range(20):  # a modest café far from the background city
+        model.update(Visit(f"local{i}", "paris-cafe", at(30, 9), lat=48.85, lng=2.35))
+    here = Visit("tourist", "unknown-hotel", at(31, 8), lat=48.851, lng=2.351)
+    assert "paris-cafe" in dict(model.predict("tourist", [here], at(31, 9)))
+
+
 @dataclass(frozen=True)
 class ShapeCase:
     name: str
