@@ -104,8 +104,12 @@ def _validation(request: Request[Any, Any, Any], exc: ValidationException) -> Re
         if not isinstance(item, dict):
             continue
         key = item.get("key")
+        message = str(item.get("message", ""))
+        if key is None and " - at `$" in message:  # a strict decode error keeps its own path
+            errors.extend(decode_error_fields(message))
+            continue
         path = "$" if key in (None, "data") else "$." + str(key).removeprefix("data.")
-        errors.extend(decode_error_fields(f"{item.get('message', '')} - at `{path}`"))
+        errors.extend(decode_error_fields(f"{message} - at `{path}`"))
     if not errors:
         errors = [FieldError("body", exc.detail)]
     return problem(400, "the request is invalid: " + "; ".join(

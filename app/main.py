@@ -27,6 +27,7 @@ from app.routes.pings import PingController
 from app.routes.stores import GeofenceController, StoreController
 from app.routes.visits import VisitController
 from app.settings import Settings
+from app.strict_body import strict_body
 
 
 async def provide_pool(request: Request[Any, Any, Any]) -> asyncpg.Pool:
@@ -51,6 +52,7 @@ def create_app(settings: Settings) -> Litestar:
             "principal": Provide(provide_principal),
         },
         guards=[role_guard],
+        before_request=strict_body,
         exception_handlers=exception_handlers(),
         lifespan=[database, catalog, prediction, push_delivery],
         middleware=[metrics_middleware],
