@@ -20,6 +20,7 @@ in the index (compacted cells), all in one bulk hash lookup.
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
@@ -30,6 +31,7 @@ import h3
 import msgspec
 import numpy as np
 import shapely
+from h3.api import numpy_int as h3n
 from numpy.typing import NDArray
 from shapely.geometry.base import BaseGeometry
 
@@ -39,6 +41,7 @@ from geo.cells import (
     cell_centres,
     cell_of,
     cells_of,
+    children,
     circumradius_m,
     compact,
     disk,
@@ -69,6 +72,9 @@ KERNEL_CHUNK = 2_000_000
 # Fences whose cover reaches at most this far from their centre are covered with a grid disk
 # (cheap), bigger ones with a polygon fill (a fixed ~150 µs but proportional to the area).
 DISK_COVER_LIMIT_M = 800.0
+
+# Cell radii are measured once per cell of this resolution (see `_radii`).
+RADII_REGION_RES = 5
 
 _CIRCLE, _POLYGON, _BIG_POLYGON = 0, 1, 2
 _DEG = math.radians(1.0) * EARTH_RADIUS_M  # metres per degree of latitude
@@ -165,13 +171,18 @@ class _Geometry:
             count += len(seg)
             segments.append(seg)
         seg = np.concatenate(segments) if segments else np.zeros((0, 4))
-        self.ax, self.ay, self.dx, self.dy = (seg[:, j].copy() for j in range(4))
-        len2 = self.dx**2 + self.dy**2
-        self.inv_len2 = np.divide(1.0, len2, out=np.zeros_like(len2), where=len2 > 0)
-        self.by = self.ay + self.dy
+        ax, ay, dx, dy = seg.T
+        len2 = dx**2 + dy**2
+        inv_len2 = np.divide(1.0, len2, out=np.zeros_like(len2), where=len2 > 0)
         # x of the crossing with a horizontal line = ax + (y - ay) * dx/dy; only used where the
         # edge spans that y, hence dy != 0.
-        self.slope = np.divide(self.dx, self.dy, out=np.zeros_like(len2), where=self.dy != 0)
+        slope = np.divide(dx, dy, out=np.zeros_like(len2), where=dy != 0)
+        # One row per edge, so the kernel gathers all of an edge's data in one indexing call.
+        self.edges = np.ascontiguousarray(np.column_stack((ax, ay, dx, dy, inv_len2, ay + dy,
+                                                           slope)))
+        self.lat0_rad = np.radians(self.lat0)
+        self.lng0_rad = np.radians(self.lng0)
+        self.cos_lat0 = np.cos(self.lat0_rad)
 
     def signed_distance(self, f: I32, lat: F64, lng: F64) -> tuple[Bools, F64]:
         """(inside, signed distance in metres) of each point to its fence's border."""
@@ -181,7 +192,10 @@ class _Geometry:
         circ = np.flatnonzero(kind == _CIRCLE)
         if len(circ):
             fc = f[circ]
-            centre = haversine_array(lat[circ], lng[circ], self.lat0[fc], self.lng0[fc])
+            p = np.radians(lat[circ])
+            h = np.sin((p - self.lat0_rad[fc]) * 0.5) ** 2 + np.cos(p) * self.cos_lat0[fc] * (
+                np.sin((np.radians(lng[circ]) - self.lng0_rad[fc]) * 0.5) ** 2)
+            centre = (2 * EARTH_RADIUS_M) * np.arcsin(np.sqrt(np.minimum(h, 1.0)))
             inside[circ] = centre <= self.radius[fc]
             dist[circ] = centre - self.radius[fc]
         poly = np.flatnonzero(kind == _POLYGON)
@@ -192,7 +206,7 @@ class _Geometry:
             ins, d = self._polygon_kernel(fp, x, y)
             inside[poly] = ins
             dist[poly] = d
-        big = np.flatnonzero(kind == _BIG_POLYGON)
+        big = np.flatnonzero(kind == _BIG_POLYGON) if self.big else np.zeros(0, dtype=np.int64)
         if len(big):
             fb = f[big]
             for fence in np.unique(fb).tolist():
@@ -221,13 +235,12 @@ class _Geometry:
             starts = np.cumsum(c) - c
             edge = np.arange(len(pair)) + np.repeat(self.e0[f[lo:hi]] - starts, c)
             px, py = x[lo:hi][pair], y[lo:hi][pair]
-            ax, ay, dx, dy = self.ax[edge], self.ay[edge], self.dx[edge], self.dy[edge]
+            ax, ay, dx, dy, inv_len2, by, slope = self.edges[edge].T
             rx, ry = px - ax, py - ay
-            t = np.clip((rx * dx + ry * dy) * self.inv_len2[edge], 0.0, 1.0)
+            t = np.clip((rx * dx + ry * dy) * inv_len2, 0.0, 1.0)
             qx, qy = rx - t * dx, ry - t * dy
             d2 = np.minimum.reduceat(qx * qx + qy * qy, starts)
-            spans = (ay > py) != (self.by[edge] > py)
-            crosses = spans & (px < ax + (py - ay) * self.slope[edge])
+            crosses = ((ay > py) != (by > py)) & (rx < (py - ay) * slope)
             odd = np.bitwise_xor.reduceat(crosses.view(np.uint8), starts).astype(bool)
             d = np.sqrt(d2)
             inside[lo:hi] = odd
@@ -298,32 +311,48 @@ class FenceIndex:
             raise ValueError("fence ids must be unique")
         geometry = _Geometry([f.shape for f in kept])
 
-        cover_cells: list[Cells] = []
-        rho = np.zeros(len(kept))
-        for i, fence in enumerate(kept):
-            cells, rho[i] = _cover(fence.shape, geometry, i, resolution, max_margin_m)
-            cover_cells.append(cells)
-        counts = np.fromiter((len(c) for c in cover_cells), dtype=np.int64, count=len(kept))
-        cand = np.concatenate(cover_cells) if kept else np.zeros(0, dtype=np.uint64)
+        # Covering cells one level coarser than `resolution` costs 7x fewer h3 calls (the build's
+        # bottleneck) and memory. A coarse cell near the border stays coarse: its pings get an
+        # exact test anyway. Only coarse cells that may hold deep children are split to
+        # `resolution`, so big fences still answer most pings from compacted deep cells.
+        coarse = max(0, resolution - 1)
+        covers = [_cover(f.shape, geometry, i, coarse, resolution, max_margin_m)
+                  for i, f in enumerate(kept)]
+        rho_coarse = np.array([c.rho_coarse for c in covers])
+        rho_fine = np.array([c.rho_fine for c in covers])
+        counts = np.fromiter((len(c.cells) for c in covers), dtype=np.int64, count=len(kept))
+        cand = np.concatenate([c.cells for c in covers]) if kept else np.zeros(0, np.uint64)
         cand_fence = np.repeat(np.arange(len(kept), dtype=np.int32), counts)
-        clat, clng = cell_centres(cand)
-        _, centre_d = geometry.signed_distance(cand_fence, clat, clng)
-        lo = centre_d - rho[cand_fence]
-        hi = centre_d + rho[cand_fence]
+        lo, hi = _bounds(geometry, cand, cand_fence, rho_coarse)
         near = lo <= max_margin_m
         deep = near & (hi <= -max_margin_m)
-        shallow = near & ~deep
+        split = near & ~deep & (lo <= -max_margin_m) & (coarse < resolution)
+        exact = near & ~deep & ~split
 
-        cell_parts = [cand[shallow]]
-        fence_parts = [cand_fence[shallow]]
-        lo_parts, hi_parts = [lo[shallow]], [hi[shallow]]
-        deep_idx = np.flatnonzero(deep)
-        if len(deep_idx):
-            bounds = np.flatnonzero(np.diff(cand_fence[deep_idx])) + 1
-            for run in np.split(deep_idx, bounds):
-                packed = compact(cand[run])
+        cell_parts = [cand[exact]]
+        fence_parts = [cand_fence[exact]]
+        lo_parts, hi_parts = [lo[exact]], [hi[exact]]
+        deep_parts = [(cand[deep], cand_fence[deep])]
+        if split.any():
+            kids, per_cell = children(cand[split], resolution)
+            kid_fence = np.repeat(cand_fence[split], per_cell)
+            klo, khi = _bounds(geometry, kids, kid_fence, rho_fine)
+            knear = klo <= max_margin_m
+            kdeep = knear & (khi <= -max_margin_m)
+            kexact = knear & ~kdeep
+            cell_parts.append(kids[kexact])
+            fence_parts.append(kid_fence[kexact])
+            lo_parts.append(klo[kexact])
+            hi_parts.append(khi[kexact])
+            deep_parts.append((kids[kdeep], kid_fence[kdeep]))
+        for deep_cells, deep_fence in deep_parts:
+            if not len(deep_cells):
+                continue
+            bounds = np.flatnonzero(np.diff(deep_fence)) + 1
+            for run in np.split(np.arange(len(deep_cells)), bounds):
+                packed = compact(deep_cells[run])
                 cell_parts.append(packed)
-                fence_parts.append(np.full(len(packed), cand_fence[run[0]], dtype=np.int32))
+                fence_parts.append(np.full(len(packed), deep_fence[run[0]], dtype=np.int32))
                 # Deep cells only ever answer "inside by at least the margin".
                 lo_parts.append(np.full(len(packed), -np.inf))
                 hi_parts.append(np.full(len(packed), -max_margin_m))
@@ -371,25 +400,28 @@ class FenceIndex:
 
     @property
     def nbytes(self) -> int:
-        """Approximate memory of the cell structures (geometry excluded)."""
-        g = self._geometry
+        """Approximate memory of cell structures and polygon edges (shapely objects excluded)."""
         return int(
             self._table.nbytes + self._starts.nbytes + self._entry_fence.nbytes
             + self._entry_lo.nbytes + self._entry_hi.nbytes
-            + sum(a.nbytes for a in (g.ax, g.ay, g.dx, g.dy, g.by, g.slope, g.inv_len2))
+            + self._geometry.edges.nbytes
         )
 
-    def match(self, lat: F64, lng: F64, margin_m: float | None = None) -> FenceMatches:
+    def match(self, lat: F64, lng: F64, margin_m: float | F64 | None = None) -> FenceMatches:
         """Every fence each ping is inside of, or outside of by at most `margin_m` metres.
 
-        Distances are exact within the margin and clamped to -margin deeper inside.
+        `margin_m` is one margin for the batch or one per ping (at most `max_margin_m`; default
+        that). Distances are exact within the margin and clamped to -margin deeper inside.
         """
-        margin = self.max_margin_m if margin_m is None else float(margin_m)
-        if not 0.0 <= margin <= self.max_margin_m:
-            raise ValueError(f"margin_m must be within 0..{self.max_margin_m:g}")
         lat = np.asarray(lat, dtype=np.float64)
         lng = np.asarray(lng, dtype=np.float64)
         n = len(lat)
+        per_ping = np.broadcast_to(
+            np.asarray(self.max_margin_m if margin_m is None else margin_m, dtype=np.float64),
+            (n,),
+        )
+        if n and not (per_ping.min() >= 0.0 and per_ping.max() <= self.max_margin_m):
+            raise ValueError(f"margin_m must be within 0..{self.max_margin_m:g}")
         cells = cells_of(lat, lng, self.resolution)
         levels = self._levels
         if len(levels) == 1:
@@ -405,13 +437,13 @@ class FenceIndex:
         counts = self._starts[rows + 1] - first
         ping = np.repeat(ping_of_row, counts)
         entry = np.arange(len(ping)) + np.repeat(first - (np.cumsum(counts) - counts), counts)
-        lo = self._entry_lo[entry]
-        candidate = lo <= margin
-        ping, entry = ping[candidate], entry[candidate]
+        margin = per_ping[ping]
+        candidate = self._entry_lo[entry] <= margin
+        ping, entry, margin = ping[candidate], entry[candidate], margin[candidate]
         fence = self._entry_fence[entry]
         deep = self._entry_hi[entry] <= -margin
         inside = deep.copy()
-        dist = np.full(len(ping), -margin)
+        dist = -margin
         exact = np.flatnonzero(~deep)
         if len(exact):
             pe = ping[exact]
@@ -425,29 +457,67 @@ class FenceIndex:
         )
 
 
+@dataclass(frozen=True, slots=True)
+class _Cover:
+    cells: Cells  # at the coarse resolution
+    rho_coarse: float  # no point of a coarse cell's fine descendants is farther from its centre
+    rho_fine: float  # the same for a fine cell
+
+
 def _cover(
-    shape: FenceShape, geometry: _Geometry, i: int, resolution: int, margin: float,
-) -> tuple[Cells, float]:
-    """Candidate cells for fence i (a superset of those within `margin`) and its cell radius."""
-    centre = cell_of(shape.center_lat, shape.center_lng, resolution)
-    raw = circumradius_m(centre)
-    rho = raw * CELL_RADIUS_SAFETY
-    # Any point of a cell is within rho of its centre, so a cell that comes within `margin` of
-    # the fence has its centre within reach + margin + rho of the fence's centre.
-    reach = float(geometry.reach[i]) + margin + rho
+    shape: FenceShape, geometry: _Geometry, i: int, coarse: int, fine: int, margin: float,
+) -> _Cover:
+    """Coarse cells covering fence i and everything within `margin` of it, and cell radii."""
+    centre = cell_of(shape.center_lat, shape.center_lng, coarse)
+    edge, rho_coarse, rho_fine = _radii(centre, fine)
+    # A cell with a point within `margin` of the fence has its centre within
+    # reach + margin + rho_coarse of the fence's centre.
+    reach = float(geometry.reach[i]) + margin + rho_coarse
     if reach <= DISK_COVER_LIMIT_M:
-        # Centres of cells k grid steps apart are at least 1.5 edges (= circumradii) apart.
-        edge = raw / CELL_RADIUS_SAFETY
-        k = math.ceil((reach + rho) / (1.5 * edge)) + 1
-        return disk(centre, k), rho
+        # Centres of cells k grid steps apart are at least 1.5 edges (= circumradii) apart;
+        # the 5 % allow for the cells' size varying across the disk.
+        k = math.ceil((reach + edge) / (1.5 * edge / 1.05)) + 1
+        return _Cover(disk(centre, k), rho_coarse, rho_fine)
     local = geometry.local[i]
     if local is None:  # a circle
         local = shapely.Point(0.0, 0.0).buffer(float(geometry.radius[i]), quad_segs=16)
     # 2 % + 2 m covers the buffer's chords and, for circles (tested by haversine), the local
     # frame's distortion over up to 10 km.
-    grown = shapely.buffer(local, (margin + rho) * 1.02 + 2.0 + 0.02 * float(geometry.reach[i]))
-    area = from_local_metres(grown, shape.center_lng, shape.center_lat)
-    return polyfill(_to_h3shape(area), resolution), rho
+    grow = (margin + rho_coarse) * 1.02 + 2.0 + 0.02 * float(geometry.reach[i])
+    area = from_local_metres(shapely.buffer(local, grow), shape.center_lng, shape.center_lat)
+    return _Cover(polyfill(_to_h3shape(area), coarse), rho_coarse, rho_fine)
+
+
+@functools.lru_cache(maxsize=4096)
+def _region_radii(region: int, fine: int) -> tuple[float, float, float]:
+    centre = int(h3n.cell_to_center_child(region, max(0, fine - 1)))
+    edge = circumradius_m(centre)
+    # Fine descendants stick out of their coarse ancestor's hexagon: measure how far.
+    kids, _ = children(np.array([centre], dtype=np.uint64), fine)
+    rho_coarse = max(circumradius_m(centre, int(k)) for k in kids)
+    rho_fine = circumradius_m(int(kids[0]))
+    return edge, rho_coarse * CELL_RADIUS_SAFETY, rho_fine * CELL_RADIUS_SAFETY
+
+
+def _radii(coarse_cell: int, fine: int) -> tuple[float, float, float]:
+    """(coarse edge, coarse radius, fine radius) for cells around `coarse_cell`, with safety.
+
+    Measured once per resolution-5 region (~250 km²): H3 cell sizes vary smoothly, by far less
+    than CELL_RADIUS_SAFETY across such a region.
+    """
+    region = coarse_cell
+    if fine > RADII_REGION_RES:
+        region = int(parents_of(np.array([coarse_cell], dtype=np.uint64), RADII_REGION_RES)[0])
+    return _region_radii(region, fine)
+
+
+def _bounds(
+    geometry: _Geometry, cells: Cells, fence: I32, rho: F64,
+) -> tuple[F64, F64]:
+    """Bounds (lo, hi) on the signed distance to each fence of any point of each cell."""
+    lat, lng = cell_centres(cells)
+    _, d = geometry.signed_distance(fence, lat, lng)
+    return d - rho[fence], d + rho[fence]
 
 
 def _to_h3shape(area: BaseGeometry) -> h3.H3Shape:

@@ -37,7 +37,9 @@ from typing import Final, Literal
 from uuid import UUID
 
 import msgspec
+import numpy as np
 import shapely
+from numpy.typing import NDArray
 
 from geo.fences import haversine_m
 from geo.index import DEFAULT_MAX_MARGIN_M, FenceHit, IndexedFence
@@ -58,8 +60,7 @@ EXIT_AFTER: Final = timedelta(seconds=45)
 MAX_SPEED_M_S: Final = 70.0
 # Fixes closer than this are compared as if 1 s apart, so equal timestamps are not a teleport.
 MIN_SPEED_INTERVAL_S: Final = 1.0
-# The margin the service must pass to `FenceIndex.match`: a missing hit then means "farther out
-# than this", which is exit evidence for every fix of accuracy up to it.
+# The widest margin a fix asks `FenceIndex.match` for (the index's default maximum).
 MATCH_MARGIN_M: Final = DEFAULT_MAX_MARGIN_M
 
 Phase = Literal["outside", "inside", "dwelling"]
@@ -170,6 +171,23 @@ def facts_of(fence: IndexedFence) -> FenceFacts:
     )
 
 
+def match_margin_m(accuracy_m: float) -> float:
+    """The margin to match a fix with: a missing hit then means "farther out than this".
+
+    It must cover the deepest enter margin (ENTER_MARGIN_CAP_M) and, so that a missing hit is
+    exit evidence, the exit threshold max(accuracy, EXIT_MIN_MARGIN_M); fixes worse than
+    MATCH_MARGIN_M fall back on the distance to the fence's centre. Asking no more than needed
+    keeps the number of (ping, fence) pairs, hence the matching cost, low.
+    """
+    return min(max(accuracy_m, ENTER_MARGIN_CAP_M, EXIT_MIN_MARGIN_M), MATCH_MARGIN_M)
+
+
+def match_margins(accuracy_m: NDArray[np.float64]) -> NDArray[np.float64]:
+    """`match_margin_m` of each fix of a batch: pass it to `FenceIndex.match`."""
+    floor = max(ENTER_MARGIN_CAP_M, EXIT_MIN_MARGIN_M)
+    return np.clip(np.asarray(accuracy_m, dtype=np.float64), floor, MATCH_MARGIN_M)
+
+
 def enter_margin_m(fix: Fix, fence: FenceFacts) -> float:
     """How deep inside `fence` a fix must be to enter it."""
     return min(
@@ -189,7 +207,6 @@ def is_plausible(previous: Fix, fix: Fix) -> bool:
 
 def _signal(
     state: PresenceState, fix: Fix, hit: FenceHit | None, fence: FenceFacts, plausible: bool,
-    margin_m: float,
 ) -> Signal:
     if not plausible:
         return "ignore"
@@ -198,7 +215,7 @@ def _signal(
     else:
         # Not matched: farther out than the match margin, and at least this far from the centre.
         centre = haversine_m(fix.lat, fix.lng, fence.center_lat, fence.center_lng)
-        outside_by = max(margin_m, centre - fence.reach_m)
+        outside_by = max(match_margin_m(fix.accuracy_m), centre - fence.reach_m)
     if outside_by > max(fix.accuracy_m, EXIT_MIN_MARGIN_M):
         since = state.outside_since
         return "out_long" if since is not None and fix.at - since >= EXIT_AFTER else "out"
@@ -223,10 +240,12 @@ def step(
     *,
     device_id: UUID,
     plausible: bool = True,
-    margin_m: float = MATCH_MARGIN_M,
 ) -> tuple[PresenceState, list[GeoEvent]]:
-    """Move one (device, fence) pair by one fix; `hit` is None when the index did not match it."""
-    signal = _signal(state, fix, hit, fence, plausible, margin_m)
+    """Move one (device, fence) pair by one fix; `hit` is None when the index did not match it.
+
+    The hit must come from `FenceIndex.match` with `match_margin_m(fix.accuracy_m)`.
+    """
+    signal = _signal(state, fix, hit, fence, plausible)
     phase, event = TRANSITIONS[(state.phase, signal)]
     if phase == "outside":
         new = OUTSIDE
@@ -254,10 +273,9 @@ def advance(
     fixes: Sequence[Fix],
     hits: Sequence[Sequence[FenceHit]],
     fences: Mapping[UUID, IndexedFence],
-    *,
-    margin_m: float = MATCH_MARGIN_M,
 ) -> tuple[DevicePresence, list[GeoEvent]]:
-    """Apply a batch of fixes (any order; `hits[i]` are the index's hits for `fixes[i]`).
+    """Apply a batch of fixes (any order; `hits[i]` are the index's hits for `fixes[i]`, matched
+    with the margins `match_margins` gives for their accuracies).
 
     `fences` are the indexed fences (`FenceIndex.fences`); those the device is inside but
     which do not appear in a fix's hits are stepped with no hit, i.e. towards an exit.
@@ -293,7 +311,7 @@ def advance(
             fence = facts.get(fence_id) or facts.setdefault(fence_id, facts_of(indexed))
             state, new_events = step(
                 states.get(fence_id, OUTSIDE), fix, by_fence.get(fence_id), fence,
-                device_id=device.device_id, plausible=plausible, margin_m=margin_m,
+                device_id=device.device_id, plausible=plausible,
             )
             if state.phase == "outside":
                 states.pop(fence_id, None)

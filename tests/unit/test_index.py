@@ -74,7 +74,7 @@ class Scene:
     shapes: list[FenceShape]
     lat: np.ndarray
     lng: np.ndarray
-    margin: float
+    margin: np.ndarray  # per ping
 
 
 @st.composite
@@ -83,7 +83,8 @@ def scenes(draw: st.DrawFn) -> Scene:
     lng0 = draw(st.floats(-170.0, 170.0))
     fences = draw(st.lists(shapes(lat0, lng0), min_size=1, max_size=5))
     seed = draw(st.integers(0, 2**32 - 1))
-    margin = draw(st.sampled_from([0.0, 5.0, 30.0, 100.0]))
+    margins = [0.0, 5.0, 30.0, 100.0]
+    margin = draw(st.sampled_from([*margins, -1.0]))  # -1: a different margin for each ping
     rng = np.random.default_rng(seed)
     lngs, lats = [], []
     for shape in fences:
@@ -102,7 +103,9 @@ def scenes(draw: st.DrawFn) -> Scene:
             plng, plat = offset(lat, lng, s * de, s * dn)
             lngs.append(np.array([plng]))
             lats.append(np.array([plat]))
-    return Scene(fences, np.concatenate(lats), np.concatenate(lngs), margin)
+    lat = np.concatenate(lats)
+    per_ping = rng.choice(margins, len(lat)) if margin < 0 else np.full(len(lat), margin)
+    return Scene(fences, lat, np.concatenate(lngs), per_ping)
 
 
 def brute_force(shape: FenceShape, lat: np.ndarray, lng: np.ndarray) -> tuple[np.ndarray, ...]:
@@ -136,16 +139,16 @@ def test_index_agrees_with_brute_force_away_from_borders(scene: Scene) -> None:
     for f, shape in enumerate(scene.shapes):
         inside, dist = brute_force(shape, scene.lat, scene.lng)
         for p in range(len(scene.lat)):
-            d = float(dist[p])
-            if abs(d) < BORDER_TOLERANCE_M or abs(d - scene.margin) < BORDER_TOLERANCE_M:
+            d, margin = float(dist[p]), float(scene.margin[p])
+            if abs(d) < BORDER_TOLERANCE_M or abs(d - margin) < BORDER_TOLERANCE_M:
                 continue
             hit = got.get((p, f))
-            if d > scene.margin:
+            if d > margin:
                 assert hit is None, (p, f, d, hit)
                 continue
             assert hit is not None, (p, f, d)
             assert hit[0] == bool(inside[p]), (p, f, d, hit)
-            assert hit[1] == pytest.approx(max(d, -scene.margin), abs=1e-3), (p, f, d, hit)
+            assert hit[1] == pytest.approx(max(d, -margin), abs=1e-3), (p, f, d, hit)
 
 
 def square(lat0: float, lng0: float, half_m: float) -> FenceShape:

@@ -18,7 +18,6 @@ from geo.fences import EARTH_RADIUS_M, Point, validate
 from geo.index import FenceIndex, IndexedFence
 from geo.presence import (
     EXIT_AFTER,
-    MATCH_MARGIN_M,
     OUTSIDE,
     TRANSITIONS,
     DevicePresence,
@@ -31,6 +30,7 @@ from geo.presence import (
     Signal,
     advance,
     facts_of,
+    match_margins,
     step,
 )
 
@@ -69,7 +69,8 @@ class Trace:
     def feed(self, fixes: Sequence[Fix]) -> list[GeoEvent]:
         lat = np.array([f.lat for f in fixes])
         lng = np.array([f.lng for f in fixes])
-        hits = self.index.match(lat, lng, MATCH_MARGIN_M).hits()
+        margins = match_margins(np.array([f.accuracy_m for f in fixes]))
+        hits = self.index.match(lat, lng, margins).hits()
         self.state, events = advance(self.state, fixes, hits, self.index.fences)
         return events
 
