@@ -48,6 +48,7 @@ class Predictor:
         self.model = model or NextPlaceModel()
         self.visits_learned = 0
         self.fitted_at: datetime | None = None
+        self.fitted_on = 0
         self._pending: list[Visit] | None = None  # visits learned during a refit
         self.refit_requested = asyncio.Event()
 
@@ -74,7 +75,7 @@ class Predictor:
                 model.update(v)
         finally:
             self._pending = None
-        self.model, self.fitted_at = model, now
+        self.model, self.fitted_at, self.fitted_on = model, now, len(visits)
         log.info("next-place model fitted on %d visits", len(visits))
         return len(visits)
 

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Any
 
 import asyncpg
 import msgspec
-from litestar import Controller, Request, post
+from litestar import Controller, Request, get, post
 from litestar.datastructures import State
 
 from app.auth import admits
@@ -32,6 +33,13 @@ class VisitsImported(msgspec.Struct, frozen=True):
     duplicates: int
     mapped_to_stores: int  # rows whose place_id was a store's external_id
     refit: str
+
+
+class ModelStatus(msgspec.Struct, frozen=True):
+    fitted_at: datetime | None  # the last fit from stored visits (None: loaded from a file)
+    fitted_on_visits: int
+    learned_online: int  # visits learned as they ended since the process started
+    refit_pending: bool
 
 
 class VisitController(Controller):
@@ -74,3 +82,10 @@ class VisitController(Controller):
                 imported += int(status.rsplit(" ", 1)[-1])
         state.predictor.refit_requested.set()
         return VisitsImported(len(visits), imported, len(visits) - imported, mapped, "scheduled")
+
+    @get("/model", operation_id="getVisitModel", opt=admits("admin", action="inspect the model"))
+    async def model_status(self, state: State) -> ModelStatus:
+        """The next-place model this process serves: when it was fitted, on how many visits."""
+        p = state.predictor
+        return ModelStatus(p.fitted_at, p.fitted_on, p.visits_learned,
+                           p.refit_requested.is_set())
