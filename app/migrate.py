@@ -1,7 +1,8 @@
 """Schema migrations: numbered, forward-only SQL files under `app/migrations/`.
 
 One rule: every pending file is applied inside one transaction while holding a cluster-wide
-advisory lock, so any number of processes may call `migrate` at once and on every start.
+advisory lock (per database), so any number of processes may call `migrate` at once and on
+every start.
 """
 
 from __future__ import annotations
