@@ -1,6 +1,6 @@
 """Schema migrations: numbered, forward-only SQL files under `app/migrations/`.
 
-One rule: every pending file is applied inside one transaction while holding a cluster-wide
+One rule: every pending file is applied inside one transaction while holding an
 advisory lock (per database), so any number of processes may call `migrate` at once and on
 every start.
 """
