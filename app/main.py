@@ -17,7 +17,7 @@ from litestar.openapi.spec import Components, SecurityScheme
 from app.auth import provide_principal, role_guard, token_hash
 from app.errors import exception_handlers
 from app.lifespan import catalog, database, prediction, push_delivery
-from app.metrics import Metrics, metrics_middleware
+from app.metrics import Metrics, count_unrouted, metrics_middleware
 from app.routes.campaigns import CampaignController, PolicyController
 from app.routes.deliveries import DeliveryController
 from app.routes.devices import DeviceController
@@ -53,6 +53,7 @@ def create_app(settings: Settings) -> Litestar:
         },
         guards=[role_guard],
         before_request=strict_body,
+        after_exception=[count_unrouted],
         exception_handlers=exception_handlers(),
         lifespan=[database, catalog, prediction, push_delivery],
         middleware=[metrics_middleware],

@@ -79,3 +79,13 @@ def metrics_middleware(app: ASGIApp) -> ASGIApp:
             metrics.latency.labels(method, route).observe(time.perf_counter() - started)
 
     return middleware
+
+
+async def count_unrouted(exc: Exception, scope: Scope) -> None:
+    """Requests no route took (404 unknown path, 405 wrong method) never reach the route
+    middleware above; count them here, under the route `unmatched`."""
+    if scope.get("route_handler") is not None or scope["type"] != ScopeType.HTTP:
+        return
+    status = getattr(exc, "status_code", 500)
+    metrics: Metrics = scope["app"].state.metrics
+    metrics.requests.labels(str(scope.get("method", "")), "unmatched", str(status)).inc()
