@@ -135,6 +135,10 @@ async def test_metrics_is_prometheus_text(api: Api) -> None:
     pytest.param("POST", f"/v1/campaigns/{UNKNOWN}/pause",
                  "/v1/campaigns/{campaign_id}/pause", "404",
                  id="two pauses of an unknown campaign count twice under the template and 404"),
+    pytest.param("GET", "/v1/no-such-thing", "unmatched", "404",
+                 id="two requests to an unknown path count twice as unmatched and 404"),
+    pytest.param("PUT", "/healthz", "unmatched", "405",
+                 id="two requests with a wrong method count twice as unmatched and 405"),
 ])
 async def test_requests_are_counted_by_route_and_status(
     api: Api, method: str, path: str, route: str, status: str,
