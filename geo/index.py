@@ -73,6 +73,10 @@ KERNEL_CHUNK = 2_000_000
 # (cheap), bigger ones with a polygon fill (a fixed ~150 µs but proportional to the area).
 DISK_COVER_LIMIT_M = 800.0
 
+# Coarse cells with points closer than this to the border are split to the index resolution:
+# most pings ask for margins of about this much (geo.presence.match_margin_m gives 25 m to every
+# fix accurate to 25 m or better).
+FINE_BAND_M = 25.0
 # Cell radii are measured once per cell of this resolution (see `_radii`).
 RADII_REGION_RES = 5
 
@@ -258,7 +262,8 @@ class FenceIndex:
     """An immutable index of the enabled fences; see the module docstring."""
 
     __slots__ = (
-        "_by_id", "_entry_fence", "_entry_hi", "_entry_lo", "_fences", "_geometry", "_ids",
+        "_by_id", "_entry_fence", "_entry_hi", "_entry_lo", "_fence_map", "_fences", "_geometry",
+        "_ids",
         "_levels", "_starts", "_table", "max_margin_m", "resolution", "version",
     )
 
@@ -281,6 +286,7 @@ class FenceIndex:
         self._fences = fences
         self._ids = [f.fence_id for f in fences]
         self._by_id = {fid: i for i, fid in enumerate(self._ids)}
+        self._fence_map = MappingProxyType({f.fence_id: f for f in fences})
         self._geometry = geometry
         self._table = table
         self._starts = starts
@@ -312,9 +318,9 @@ class FenceIndex:
         geometry = _Geometry([f.shape for f in kept])
 
         # Covering cells one level coarser than `resolution` costs 7x fewer h3 calls (the build's
-        # bottleneck) and memory. A coarse cell near the border stays coarse: its pings get an
-        # exact test anyway. Only coarse cells that may hold deep children are split to
-        # `resolution`, so big fences still answer most pings from compacted deep cells.
+        # bottleneck) and memory. Coarse cells that may hold points within FINE_BAND_M of the
+        # border (or deeper) are split to `resolution`, whose tighter bounds spare most pings an
+        # exact test; the outer ring stays coarse, as only wide (inaccurate) margins look there.
         coarse = max(0, resolution - 1)
         covers = [_cover(f.shape, geometry, i, coarse, resolution, max_margin_m)
                   for i, f in enumerate(kept)]
@@ -326,7 +332,7 @@ class FenceIndex:
         lo, hi = _bounds(geometry, cand, cand_fence, rho_coarse)
         near = lo <= max_margin_m
         deep = near & (hi <= -max_margin_m)
-        split = near & ~deep & (lo <= -max_margin_m) & (coarse < resolution)
+        split = near & ~deep & (lo <= FINE_BAND_M) & (coarse < resolution)
         exact = near & ~deep & ~split
 
         cell_parts = [cand[exact]]
@@ -386,7 +392,8 @@ class FenceIndex:
 
     @property
     def fences(self) -> Mapping[UUID, IndexedFence]:
-        return MappingProxyType({f.fence_id: f for f in self._fences})
+        """The indexed fences by id (read-only; what `geo.presence.advance` takes)."""
+        return self._fence_map
 
     def fence(self, fence_id: UUID) -> IndexedFence:
         """The indexed fence with this id; `KeyError` if it is not indexed (unknown or disabled)."""

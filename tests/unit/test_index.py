@@ -49,7 +49,7 @@ def star(lat0: float, lng0: float, cx: float, cy: float, radii: list[float]) -> 
 
 @st.composite
 def shapes(draw: st.DrawFn, lat0: float, lng0: float) -> FenceShape:
-    kind = draw(st.sampled_from(["circle", "polygon", "holed", "multi"]))
+    kind = draw(st.sampled_from(["circle", "polygon", "holed", "multi", "jagged"]))
     # Log-uniform size: well under a cell (~25 m) up to ~80 cells across.
     size = 10 ** draw(st.floats(math.log10(4.0), math.log10(1_200.0)))
     cx = draw(st.floats(-300, 300))
@@ -57,10 +57,11 @@ def shapes(draw: st.DrawFn, lat0: float, lng0: float) -> FenceShape:
     if kind == "circle":
         lng, lat = offset(lat0, lng0, cx, cy)
         return validate(Point(coordinates=[lng, lat]), max(10.0, size))
-    n = draw(st.integers(3, 24))
+    # "jagged" polygons have more edges than the numpy kernel takes: shapely tests them.
+    n = draw(st.integers(260, 400)) if kind == "jagged" else draw(st.integers(3, 24))
     radii = draw(st.lists(st.floats(0.4, 1.0), min_size=n, max_size=n))
     outer = star(lat0, lng0, cx, cy, [r * size for r in radii])
-    if kind == "polygon":
+    if kind in ("polygon", "jagged"):
         return validate(Polygon(coordinates=[outer]), None)
     if kind == "holed":
         hole = star(lat0, lng0, cx, cy, [0.15 * size] * 6)[::-1]
@@ -75,6 +76,7 @@ class Scene:
     lat: np.ndarray
     lng: np.ndarray
     margin: np.ndarray  # per ping
+    resolution: int
 
 
 @st.composite
@@ -105,7 +107,8 @@ def scenes(draw: st.DrawFn) -> Scene:
             lats.append(np.array([plat]))
     lat = np.concatenate(lats)
     per_ping = rng.choice(margins, len(lat)) if margin < 0 else np.full(len(lat), margin)
-    return Scene(fences, lat, np.concatenate(lngs), per_ping)
+    resolution = draw(st.sampled_from([10, 11, 11, 12]))
+    return Scene(fences, lat, np.concatenate(lngs), per_ping, resolution)
 
 
 def brute_force(shape: FenceShape, lat: np.ndarray, lng: np.ndarray) -> tuple[np.ndarray, ...]:
@@ -125,11 +128,11 @@ def indexed(shape: FenceShape, enabled: bool = True) -> IndexedFence:
     return IndexedFence(uuid.uuid4(), uuid.uuid4(), shape, 300, ("t",), enabled)
 
 
-@settings(deadline=None, max_examples=40, suppress_health_check=[HealthCheck.too_slow])
+@settings(deadline=None, max_examples=80, suppress_health_check=[HealthCheck.too_slow])
 @given(scenes())
 def test_index_agrees_with_brute_force_away_from_borders(scene: Scene) -> None:
     fences = [indexed(s) for s in scene.shapes]
-    index = FenceIndex.build(fences)
+    index = FenceIndex.build(fences, resolution=scene.resolution)
     m = index.match(scene.lat, scene.lng, scene.margin)
     got = {
         (p, f): (i, d)
@@ -206,3 +209,16 @@ def test_the_cell_table_finds_present_keys_and_only_them() -> None:
     absent = keys + np.uint64(1)
     assert table.lookup(keys).tolist() == list(range(len(keys)))
     assert set(table.lookup(absent[~np.isin(absent, keys)]).tolist()) == {-1}
+
+
+def test_a_polygon_with_very_many_edges_is_matched_exactly() -> None:
+    radii = [300.0 if k % 2 else 200.0 for k in range(400)]
+    shape = validate(Polygon(coordinates=[star(10.0, 20.0, 0.0, 0.0, radii)]), None)
+    index = FenceIndex.build([indexed(shape)])
+    lng, lat = zip(*(offset(10.0, 20.0, e, 0.0) for e in (0.0, 150.0, 250.0, 320.0)),
+                   strict=True)
+    m = index.match(np.array(lat), np.array(lng), 100.0)
+    inside, dist = brute_force(shape, np.array(lat), np.array(lng))
+    assert m.ping.tolist() == [0, 1, 2, 3]
+    assert m.inside.tolist() == inside.tolist() == [True, True, False, False]
+    assert m.distance_m.tolist() == pytest.approx(np.maximum(dist, -100.0).tolist(), abs=1e-6)
