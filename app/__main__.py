@@ -8,7 +8,10 @@ token once and keeps it in `.contexto/admin_token`.
 from __future__ import annotations
 
 import logging
+import os
 import secrets
+import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -54,11 +57,34 @@ def main() -> None:
     admin_token = _admin_token(env, state_dir)
     settings = from_environment(env, database_url=database_url, admin_token=admin_token)
     url = f"http://{settings.host}:{settings.port}"
-    print(f"contexto serving on {url}", flush=True)
+    workers = int(env.get("CONTEXTO_WORKERS", "1"))
+    print(f"contexto serving on {url} ({workers} worker process{'es' if workers > 1 else ''})",
+          flush=True)
     print(f"OpenAPI document:   {url}/schema/openapi.json", flush=True)
     print(f"admin token:        {admin_token}", flush=True)
-    uvicorn.run(create_app(settings), host=settings.host, port=settings.port,
-                log_level="info", access_log=False)
+    if workers <= 1:
+        uvicorn.run(create_app(settings), host=settings.host, port=settings.port,
+                    log_level="info", access_log=False)
+        return
+    # Several processes share the port; each holds its own replica of the catalog and its own
+    # dispatcher (they share the outbox through SKIP LOCKED). The FCM emulator, if any, is one
+    # process of its own, and the workers are told where everything is through the environment.
+    child_env = {**env, "DATABASE_URL": database_url, "CONTEXTO_ADMIN_TOKEN": admin_token}
+    emulator = None
+    if settings.embedded_emulator_port is not None:
+        emulator = subprocess.Popen([sys.executable, "-m", "campaigns.fcm_emulator",
+                                     "--host", "127.0.0.1",
+                                     "--port", str(settings.embedded_emulator_port)])
+        child_env["FCM_ENDPOINT"] = f"http://127.0.0.1:{settings.embedded_emulator_port}"
+        print(f"FCM emulator:       {child_env['FCM_ENDPOINT']}", flush=True)
+    os.environ.update(child_env)
+    try:
+        uvicorn.run("app.asgi:from_environment_app", factory=True, workers=workers,
+                    host=settings.host, port=settings.port, log_level="info", access_log=False)
+    finally:
+        if emulator is not None:
+            emulator.terminate()
+            emulator.wait(timeout=10)
 
 
 if __name__ == "__main__":
