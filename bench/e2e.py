@@ -241,6 +241,30 @@ def _ticks(pid: int) -> int:
     return int(fields[11]) + int(fields[12])  # utime, stime
 
 
+def _server_ticks(root: int) -> int:
+    """CPU ticks of the service: its process and every descendant but PostgreSQL's (worker
+    processes with CONTEXTO_WORKERS > 1, the FCM emulator process)."""
+    parent: dict[int, int] = {}
+    comm: dict[int, str] = {}
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                stat = (entry / "stat").read_text()
+            except OSError:
+                continue
+            pid = int(entry.name)
+            parent[pid] = int(stat.rsplit(")", 1)[1].split()[1])
+            comm[pid] = stat[stat.index("(") + 1:stat.rindex(")")]
+    total = 0
+    for pid in parent:
+        p = pid
+        while p not in (0, 1, root) and p in parent:
+            p = parent[p]
+        if p == root and comm.get(pid) != "postgres":
+            total += _ticks(pid)
+    return total
+
+
 def _postgres_pids() -> list[int]:
     pids = []
     for entry in Path("/proc").iterdir():
@@ -271,7 +295,7 @@ class CpuSample:
     @classmethod
     def take(cls, server_pid: int, loadgen_pid: int) -> CpuSample:
         busy, total = _machine_ticks()
-        return cls(time.monotonic(), _ticks(server_pid), _ticks(loadgen_pid),
+        return cls(time.monotonic(), _server_ticks(server_pid), _ticks(loadgen_pid),
                    {p: _ticks(p) for p in _postgres_pids()}, busy, total)
 
 
@@ -440,7 +464,7 @@ def _cpu_model() -> str:
 
 def report(*, command: str, pg_version: str, database: str, world: World, spec: Plan,
            go: Go, result: Result, pushes: PushFigures, cpu: dict[str, float],
-           setup_s: float, total_s: float) -> None:
+           setup_s: float, total_s: float, workers: int) -> None:
     window = max(result.measure_end - result.measure_start, 1e-9)
     # Throughput counts the answers that arrived inside the window (whenever they were sent);
     # latency, the requests sent inside it.
@@ -462,8 +486,10 @@ def report(*, command: str, pg_version: str, database: str, world: World, spec: 
     print(f"machine   : {os.cpu_count()} cores ({_cpu_model()}), Python "
           f"{platform.python_version()}, {pg_version}")
     print(f"database  : {database}")
-    print("service   : python -m app (1 process, uvicorn, in-process dispatcher and FCM "
-          "emulator); generator: separate process, raw HTTP/1.1 keep-alive")
+    shape = ("1 process, in-process dispatcher and FCM emulator" if workers <= 1 else
+             f"{workers} worker processes, each with its dispatcher; FCM emulator process")
+    print(f"service   : python -m app ({shape}, uvicorn); generator: separate process, raw "
+          "HTTP/1.1 keep-alive")
     print(f"set-up    : {len(world.store_x):,} stores / {world.fences:,} fences (circles and "
           f"rectangles, 10 x 10 km), {world.campaigns} active enter campaigns, "
           f"{len(world.device_ids):,} devices; {setup_s:.1f} s (stores and fences "
@@ -506,11 +532,12 @@ def report(*, command: str, pg_version: str, database: str, world: World, spec: 
         if rate > 0 and cpu["server"] > 0:
             per_request = cpu["server"] / rate
             print(f"    server CPU per 100-ping request: {per_request * 1e3:.1f} ms, i.e. at most "
-                  f"{PINGS_PER_BATCH / per_request:,.0f} pings/s per core of the (one-process) "
+                  f"{PINGS_PER_BATCH / per_request:,.0f} pings/s per core of the "
                   f"server; postgres {cpu['postgres'] / rate * 1e3:.1f} ms per request")
             need = TARGET_PINGS_PER_S / PINGS_PER_BATCH * per_request
             print(f"    the (b) target needs {need:.1f} cores of server CPU at this cost per "
-                  f"request (the service runs one process: one core at most)")
+                  f"request ({workers} worker process{'es' if workers > 1 else ''} here, "
+                  f"{os.cpu_count()} cores shared with PostgreSQL and the generator)")
     print(f"generator: pre-built {result.prebuilt:,} requests in {result.build_s:.1f} s, "
           f"{result.built_late:,} built while measuring; total run {total_s:.0f} s")
     print("=" * 98)
@@ -540,7 +567,8 @@ async def bench(args: argparse.Namespace, command: str) -> None:
             where = (f"PostgreSQL at {_redacted(server_url)}" if server_url
                      else "embedded PostgreSQL")
             print(f"starting the service ({where})", flush=True)
-            with service(database_url=db_url) as svc:
+            extra = {"CONTEXTO_WORKERS": str(args.workers), "DB_POOL_MAX": str(args.pool)}
+            with service(database_url=db_url, extra_env=extra) as svc:
                 if db_url is None:
                     db_url = embedded_url(svc)
                 conn = await asyncpg.connect(db_url)
@@ -563,7 +591,8 @@ async def bench(args: argparse.Namespace, command: str) -> None:
                             else "embedded PostgreSQL (pgserver), fresh")
                 report(command=command, pg_version=pg_version, database=database, world=world,
                        spec=plan, go=go, result=result, pushes=pushes, cpu=cpu,
-                       setup_s=setup_s, total_s=time.monotonic() - started)
+                       setup_s=setup_s, total_s=time.monotonic() - started,
+                       workers=args.workers)
         finally:
             await loadgen.close()
             if server_url and created:
@@ -592,6 +621,10 @@ def main(argv: list[str] | None = None) -> None:
                         help="a PostgreSQL server (a fresh database is created on it); "
                              "default: $DATABASE_URL, else an embedded PostgreSQL")
     parser.add_argument("--seed", type=int, default=7)
+    parser.add_argument("--workers", type=int, default=2,
+                        help="service worker processes (CONTEXTO_WORKERS)")
+    parser.add_argument("--pool", type=int, default=10,
+                        help="database connections per worker (DB_POOL_MAX)")
     args = parser.parse_args(argv)
     if args.devices <= args.concurrency:
         parser.error("--devices must exceed --concurrency (one batch per device in flight)")
