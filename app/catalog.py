@@ -63,13 +63,17 @@ class Catalog:
         transaction, so the batch and the replica agree)."""
         row = await conn.fetchrow(VERSIONS)
         assert row is not None
-        if row["fences"] == self.fence_version and row["campaigns"] == self.campaign_version:
+        await self.ensure(conn, row["fences"], row["campaigns"])
+
+    async def ensure(self, conn: Connection, fences: int, campaigns: int) -> None:
+        """Reload what is older than the given versions (read by the caller)."""
+        if fences == self.fence_version and campaigns == self.campaign_version:
             return
         async with self._lock:
-            if row["fences"] != self.fence_version:
-                await self._load_fences(conn, row["fences"])
-            if row["campaigns"] != self.campaign_version:
-                await self._load_campaigns(conn, row["campaigns"])
+            if fences != self.fence_version:
+                await self._load_fences(conn, fences)
+            if campaigns != self.campaign_version:
+                await self._load_campaigns(conn, campaigns)
 
     async def _load_fences(self, conn: Connection, version: int) -> None:
         rows = await conn.fetch(geo_store.INDEX_ROWS)

@@ -36,7 +36,13 @@ KIND_OF_EVENT: dict[str, Literal["enter", "dwell", "exit"]] = {
     "entered": "enter", "dwelled": "dwell", "exited": "exit",
 }
 
-LOAD_PRESENCE = "SELECT state FROM presence WHERE device_id = $1"
+# Read after the device's row lock is held (a separate statement, so it sees the presence the
+# previous batch committed), together with the catalog's versions: one round trip.
+LOAD_PRESENCE = """
+SELECT (SELECT state FROM presence WHERE device_id = $1) AS state,
+       (SELECT version FROM catalog_version) AS fences,
+       (SELECT version FROM campaign_version) AS campaigns
+"""
 SAVE_PRESENCE = """
 INSERT INTO presence (device_id, state, last_at) VALUES ($1, $2, $3)
 ON CONFLICT (device_id) DO UPDATE SET state = $2, last_at = $3, updated_at = now()
@@ -77,11 +83,15 @@ def device_context(device: Device) -> DeviceContext:
                          timezone=device.timezone, has_push_address=has_address)
 
 
-async def load_presence(conn: Connection, device_id: UUID) -> DevicePresence:
-    state = await conn.fetchval(LOAD_PRESENCE, device_id)
-    if state is None:
+async def load_presence(conn: Connection, catalog: Catalog,
+                        device_id: UUID) -> DevicePresence:
+    """The device's presence state, with the catalog brought up to date on the way."""
+    row = await conn.fetchrow(LOAD_PRESENCE, device_id)
+    assert row is not None
+    await catalog.ensure(conn, row["fences"], row["campaigns"])
+    if row["state"] is None:
         return DevicePresence(device_id=device_id)
-    return msgspec.convert(state, DevicePresence)
+    return msgspec.convert(row["state"], DevicePresence)
 
 
 def customer_key(device: Device) -> str:
@@ -95,7 +105,7 @@ async def ingest_pings(conn: Connection, catalog: Catalog, predictor: Predictor,
     the device's row lock)."""
     if not pings:
         return BatchOutcome([], 0)
-    await catalog.refresh(conn)
+    before = await load_presence(conn, catalog, device.id)
     index = catalog.index
     lat = np.fromiter((p.lat for p in pings), np.float64, len(pings))
     lng = np.fromiter((p.lng for p in pings), np.float64, len(pings))
@@ -111,7 +121,6 @@ async def ingest_pings(conn: Connection, catalog: Catalog, predictor: Predictor,
                  else DEFAULT_ACCURACY_M) for p in pings]
     hits = index.match(lat, lng, presence.MATCH_MARGIN_M).hits() if len(index) else \
         [[] for _ in pings]
-    before = await load_presence(conn, device.id)
     after, events = presence.advance(before, fixes, hits, index.fences)
     if after != before:
         await conn.execute(SAVE_PRESENCE, device.id, msgspec.to_builtins(after), after.last_at)
