@@ -67,8 +67,10 @@ CELL_RADIUS_SAFETY = 1.15
 # Polygons with more edges than this are tested by shapely (one call per fence per batch) rather
 # than by the all-pairs numpy kernel, whose cost grows with the edge count.
 VECTOR_EDGE_LIMIT = 256
-# (pair, edge) evaluations per numpy pass: bounds the kernel's temporary memory to ~200 MB.
-KERNEL_CHUNK = 2_000_000
+# (pair, edge) evaluations per numpy pass: bounds the kernel's temporary memory to ~30 MB.
+KERNEL_CHUNK = 250_000
+# Polygons are padded to the next of these edge counts (the last one is VECTOR_EDGE_LIMIT).
+EDGE_WIDTHS = (4, 8, 16, 32, 64, 128, 256)
 # Fences whose cover reaches at most this far from their centre are covered with a grid disk
 # (cheap), bigger ones with a polygon fill (a fixed ~150 µs but proportional to the area).
 DISK_COVER_LIMIT_M = 800.0
@@ -148,12 +150,11 @@ class _Geometry:
         self.ky = np.full(n, _DEG)
         self.radius = np.zeros(n)
         self.reach = np.zeros(n)  # farthest border point from the centre, metres
-        self.e0 = np.zeros(n, dtype=np.int64)
-        self.ne = np.zeros(n, dtype=np.int64)
+        self.bucket = np.full(n, -1, dtype=np.int64)  # which edge table holds the polygon
+        self.row = np.zeros(n, dtype=np.int64)  # its row there
         self.big: dict[int, tuple[BaseGeometry, BaseGeometry]] = {}
         self.local: list[BaseGeometry | None] = [None] * n
-        segments: list[NDArray[np.float64]] = []
-        count = 0
+        segments: dict[int, list[NDArray[np.float64]]] = {w: [] for w in EDGE_WIDTHS}
         for i, s in enumerate(shapes):
             if s.kind == "circle" and s.radius_m is not None:
                 self.kind[i] = _CIRCLE
@@ -171,19 +172,29 @@ class _Geometry:
                 self.big[i] = (local, local.boundary)
                 continue
             self.kind[i] = _POLYGON
-            self.e0[i], self.ne[i] = count, len(seg)
-            count += len(seg)
-            segments.append(seg)
-        seg = np.concatenate(segments) if segments else np.zeros((0, 4))
-        ax, ay, dx, dy = seg.T
-        len2 = dx**2 + dy**2
-        inv_len2 = np.divide(1.0, len2, out=np.zeros_like(len2), where=len2 > 0)
-        # x of the crossing with a horizontal line = ax + (y - ay) * dx/dy; only used where the
-        # edge spans that y, hence dy != 0.
-        slope = np.divide(dx, dy, out=np.zeros_like(len2), where=dy != 0)
-        # One row per edge, so the kernel gathers all of an edge's data in one indexing call.
-        self.edges = np.ascontiguousarray(np.column_stack((ax, ay, dx, dy, inv_len2, ay + dy,
-                                                           slope)))
+            b = int(np.searchsorted(EDGE_WIDTHS, len(seg)))
+            width = EDGE_WIDTHS[b]
+            self.bucket[i], self.row[i] = b, len(segments[width])
+            # Padding edges have zero length at the last vertex: a distance to a real vertex,
+            # and never a crossing.
+            pad = np.tile([seg[-1, 0] + seg[-1, 2], seg[-1, 1] + seg[-1, 3], 0.0, 0.0],
+                          (width - len(seg), 1))
+            segments[width].append(np.vstack((seg, pad)))
+        # One table per width: 7 arrays (ax, ay, dx, dy, 1/len², ay+dy, dx/dy) of shape
+        # (width, polygons), so the kernel works on dense 2-D blocks with no ragged bookkeeping.
+        self.tables: list[tuple[F64, ...]] = []
+        for width in EDGE_WIDTHS:
+            blocks = segments[width]
+            seg = np.stack(blocks) if blocks else np.zeros((0, width, 4))
+            # Edge-major (width, polygons): reductions over edges become a few elementwise
+            # operations on long rows, which numpy does far faster than short inner axes.
+            ax, ay, dx, dy = (np.ascontiguousarray(seg[:, :, j].T) for j in range(4))
+            len2 = dx**2 + dy**2
+            inv_len2 = np.divide(1.0, len2, out=np.zeros_like(len2), where=len2 > 0)
+            # x of the crossing with a horizontal line = ax + (y - ay) * dx/dy; only used where
+            # the edge spans that y, hence dy != 0.
+            slope = np.divide(dx, dy, out=np.zeros_like(len2), where=dy != 0)
+            self.tables.append((ax, ay, dx, dy, inv_len2, ay + dy, slope))
         self.lat0_rad = np.radians(self.lat0)
         self.lng0_rad = np.radians(self.lng0)
         self.cos_lat0 = np.cos(self.lat0_rad)
@@ -225,31 +236,26 @@ class _Geometry:
         return inside, dist
 
     def _polygon_kernel(self, f: I32, x: F64, y: F64) -> tuple[Bools, F64]:
-        counts = self.ne[f]
         inside = np.empty(len(f), dtype=bool)
         dist = np.empty(len(f))
-        ends = np.cumsum(counts)
-        lo = 0
-        while lo < len(f):
-            # The largest run of pairs whose edges fit in one chunk (at least one pair).
-            base = ends[lo] - counts[lo]
-            hi = max(lo + 1, int(np.searchsorted(ends, base + KERNEL_CHUNK, side="right")))
-            c = counts[lo:hi]
-            pair = np.repeat(np.arange(hi - lo), c)
-            starts = np.cumsum(c) - c
-            edge = np.arange(len(pair)) + np.repeat(self.e0[f[lo:hi]] - starts, c)
-            px, py = x[lo:hi][pair], y[lo:hi][pair]
-            ax, ay, dx, dy, inv_len2, by, slope = self.edges[edge].T
-            rx, ry = px - ax, py - ay
-            t = np.clip((rx * dx + ry * dy) * inv_len2, 0.0, 1.0)
-            qx, qy = rx - t * dx, ry - t * dy
-            d2 = np.minimum.reduceat(qx * qx + qy * qy, starts)
-            crosses = ((ay > py) != (by > py)) & (rx < (py - ay) * slope)
-            odd = np.bitwise_xor.reduceat(crosses.view(np.uint8), starts).astype(bool)
-            d = np.sqrt(d2)
-            inside[lo:hi] = odd
-            dist[lo:hi] = np.where(odd, -d, d)
-            lo = hi
+        bucket = self.bucket[f]
+        for b in np.unique(bucket).tolist():
+            pairs = np.flatnonzero(bucket == b)
+            table = self.tables[b]
+            step = max(1, KERNEL_CHUNK // EDGE_WIDTHS[b])
+            for lo in range(0, len(pairs), step):
+                at = pairs[lo:lo + step]
+                rows = self.row[f[at]]
+                ax, ay, dx, dy, inv_len2, by, slope = (a[:, rows] for a in table)
+                px, py = x[at], y[at]
+                rx, ry = px - ax, py - ay
+                t = np.clip((rx * dx + ry * dy) * inv_len2, 0.0, 1.0)
+                qx, qy = rx - t * dx, ry - t * dy
+                d = np.sqrt(np.minimum.reduce(qx * qx + qy * qy, axis=0))
+                crosses = ((ay > py) != (by > py)) & (rx < (py - ay) * slope)
+                odd = np.bitwise_xor.reduce(crosses, axis=0)
+                inside[at] = odd
+                dist[at] = np.where(odd, -d, d)
         return inside, dist
 
 
@@ -411,7 +417,7 @@ class FenceIndex:
         return int(
             self._table.nbytes + self._starts.nbytes + self._entry_fence.nbytes
             + self._entry_lo.nbytes + self._entry_hi.nbytes
-            + self._geometry.edges.nbytes
+            + sum(a.nbytes for t in self._geometry.tables for a in t)
         )
 
     def match(self, lat: F64, lng: F64, margin_m: float | F64 | None = None) -> FenceMatches:
