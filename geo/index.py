@@ -180,21 +180,22 @@ class _Geometry:
             pad = np.tile([seg[-1, 0] + seg[-1, 2], seg[-1, 1] + seg[-1, 3], 0.0, 0.0],
                           (width - len(seg), 1))
             segments[width].append(np.vstack((seg, pad)))
-        # One table per width: 7 arrays (ax, ay, dx, dy, 1/len², ay+dy, dx/dy) of shape
-        # (width, polygons), so the kernel works on dense 2-D blocks with no ragged bookkeeping.
-        self.tables: list[tuple[F64, ...]] = []
+        # One table per width, shape (polygons, width, 7): a polygon's edges (ax, ay, dx, dy,
+        # 1/len², ay+dy, dx/dy) are contiguous, so gathering a pair's edges touches a few cache
+        # lines even when the table holds 100 k fences.
+        self.tables: list[NDArray[np.float64]] = []
         for width in EDGE_WIDTHS:
             blocks = segments[width]
             seg = np.stack(blocks) if blocks else np.zeros((0, width, 4))
-            # Edge-major (width, polygons): reductions over edges become a few elementwise
-            # operations on long rows, which numpy does far faster than short inner axes.
-            ax, ay, dx, dy = (np.ascontiguousarray(seg[:, :, j].T) for j in range(4))
+            dx, dy = seg[:, :, 2], seg[:, :, 3]
             len2 = dx**2 + dy**2
             inv_len2 = np.divide(1.0, len2, out=np.zeros_like(len2), where=len2 > 0)
             # x of the crossing with a horizontal line = ax + (y - ay) * dx/dy; only used where
             # the edge spans that y, hence dy != 0.
             slope = np.divide(dx, dy, out=np.zeros_like(len2), where=dy != 0)
-            self.tables.append((ax, ay, dx, dy, inv_len2, ay + dy, slope))
+            self.tables.append(np.ascontiguousarray(
+                np.concatenate((seg, np.stack((inv_len2, seg[:, :, 1] + dy, slope), axis=2)),
+                               axis=2)))
         self.lat0_rad = np.radians(self.lat0)
         self.lng0_rad = np.radians(self.lng0)
         self.cos_lat0 = np.cos(self.lat0_rad)
@@ -246,7 +247,10 @@ class _Geometry:
             for lo in range(0, len(pairs), step):
                 at = pairs[lo:lo + step]
                 rows = self.row[f[at]]
-                ax, ay, dx, dy, inv_len2, by, slope = (a[:, rows] for a in table)
+                # Edge-major (7, width, pairs): reductions over edges become a few elementwise
+                # operations on long rows, far faster in numpy than short inner axes.
+                block = np.ascontiguousarray(table[rows].transpose(2, 1, 0))
+                ax, ay, dx, dy, inv_len2, by, slope = block
                 px, py = x[at], y[at]
                 rx, ry = px - ax, py - ay
                 t = np.clip((rx * dx + ry * dy) * inv_len2, 0.0, 1.0)
@@ -417,7 +421,7 @@ class FenceIndex:
         return int(
             self._table.nbytes + self._starts.nbytes + self._entry_fence.nbytes
             + self._entry_lo.nbytes + self._entry_hi.nbytes
-            + sum(a.nbytes for t in self._geometry.tables for a in t)
+            + sum(t.nbytes for t in self._geometry.tables)
         )
 
     def match(self, lat: F64, lng: F64, margin_m: float | F64 | None = None) -> FenceMatches:
