@@ -430,11 +430,16 @@ class FenceIndex:
             + sum(t.nbytes for t in self._geometry.tables)
         )
 
-    def match(self, lat: F64, lng: F64, margin_m: float | F64 | None = None) -> FenceMatches:
+    def match(
+        self, lat: F64, lng: F64, margin_m: float | F64 | None = None, *,
+        cells: Cells | None = None,
+    ) -> FenceMatches:
         """Every fence each ping is inside of, or outside of by at most `margin_m` metres.
 
         `margin_m` is one margin for the batch or one per ping (at most `max_margin_m`; default
         that). Distances are exact within the margin and clamped to -margin deeper inside.
+        `cells` may pass the pings' `cells_of(lat, lng, index.resolution)` when the caller has
+        them already (they are the largest share of the cost).
         """
         lat = np.asarray(lat, dtype=np.float64)
         lng = np.asarray(lng, dtype=np.float64)
@@ -445,7 +450,8 @@ class FenceIndex:
         )
         if n and not (per_ping.min() >= 0.0 and per_ping.max() <= self.max_margin_m):
             raise ValueError(f"margin_m must be within 0..{self.max_margin_m:g}")
-        cells = cells_of(lat, lng, self.resolution)
+        if cells is None:
+            cells = cells_of(lat, lng, self.resolution)
         levels = self._levels
         if len(levels) == 1:
             query = cells

@@ -181,6 +181,15 @@ def test_a_big_fence_is_compacted_and_answers_deep_pings_without_geometry() -> N
     assert m.distance_m.tolist() == [-50.0]
 
 
+def test_precomputed_cells_give_the_same_matches() -> None:
+    index = FenceIndex.build([indexed(square(48.85, 2.35, 80))])
+    lat, lng = np.array([48.85, 48.8507, 48.86]), np.array([2.35, 2.35, 2.35])
+    a = index.match(lat, lng, 50.0)
+    b = index.match(lat, lng, 50.0, cells=cells_of(lat, lng, index.resolution))
+    assert (a.ping.tolist(), a.distance_m.tolist()) == (b.ping.tolist(), b.distance_m.tolist())
+    assert len(a) == 2
+
+
 def test_a_margin_wider_than_the_index_was_built_for_is_refused() -> None:
     index = FenceIndex.build([indexed(square(0.0, 0.0, 50))], max_margin_m=30.0)
     with pytest.raises(ValueError, match="margin_m"):
