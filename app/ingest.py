@@ -109,18 +109,20 @@ async def ingest_pings(conn: Connection, catalog: Catalog, predictor: Predictor,
     index = catalog.index
     lat = np.fromiter((p.lat for p in pings), np.float64, len(pings))
     lng = np.fromiter((p.lng for p in pings), np.float64, len(pings))
-    cells = cells_of(lat, lng, catalog.resolution).tolist()
+    cells = cells_of(lat, lng, catalog.resolution)
+    # H3 cells are unsigned 64-bit; PostgreSQL's bigint is signed (H3 never sets bit 63).
     records = [
-        (device.id, p.ts, p.lat, p.lng, p.accuracy_m, p.speed_mps, p.heading_deg,
-         _signed(c))
-        for p, c in zip(pings, cells, strict=True)
+        (device.id, p.ts, p.lat, p.lng, p.accuracy_m, p.speed_mps, p.heading_deg, c)
+        for p, c in zip(pings, cells.view(np.int64).tolist(), strict=True)
     ]
     await geo_store.copy_pings(conn, records)
 
-    fixes = [Fix(p.ts, p.lat, p.lng, p.accuracy_m if p.accuracy_m is not None
-                 else DEFAULT_ACCURACY_M) for p in pings]
-    hits = index.match(lat, lng, presence.MATCH_MARGIN_M).hits() if len(index) else \
-        [[] for _ in pings]
+    accuracy = np.fromiter((DEFAULT_ACCURACY_M if p.accuracy_m is None else p.accuracy_m
+                            for p in pings), np.float64, len(pings))
+    fixes = [Fix(p.ts, p.lat, p.lng, a) for p, a in zip(pings, accuracy.tolist(), strict=True)]
+    # The index is built at the catalog's resolution, so the stored cells serve it too.
+    hits = index.match(lat, lng, presence.match_margins(accuracy), cells=cells).hits() \
+        if len(index) else [[] for _ in pings]
     after, events = presence.advance(before, fixes, hits, index.fences)
     if after != before:
         await conn.execute(SAVE_PRESENCE, device.id, msgspec.to_builtins(after), after.last_at)
@@ -205,11 +207,6 @@ def _uuid_or_none(text: str) -> UUID | None:
         return UUID(text)
     except ValueError:
         return None
-
-
-def _signed(cell: int) -> int:
-    """H3 cells are unsigned 64-bit; PostgreSQL's bigint is signed (H3 never sets bit 63)."""
-    return cell if cell < 2**63 else cell - 2**64
 
 
 async def _record_events(conn: Connection, catalog: Catalog, device: Device,
