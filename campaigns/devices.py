@@ -115,6 +115,21 @@ WHERE device_id = $1 ORDER BY ts
 DEVICE_SIGNALS = """
 SELECT ts, kind, attributes, received_at FROM signals WHERE device_id = $1 ORDER BY ts
 """
+# Everything else held about the device, table by table, for the export.
+DEVICE_HELD: dict[str, str] = {
+    "presence": "SELECT state, last_at, updated_at FROM presence WHERE device_id = $1",
+    "geo_events": """SELECT fence_id, store_id, kind, at, entered_at, customer_id, created_at
+                     FROM geo_events WHERE device_id = $1 ORDER BY at, id""",
+    "visits": """SELECT customer_key, place_id, arrived_at, departed_at, lat, lng, source
+                 FROM visits WHERE device_id = $1 ORDER BY arrived_at, id""",
+    "deliveries": """SELECT id, campaign_id, trigger_kind, fence_id, store_id, moment_at,
+                            expires_at, status, error_code, fcm_message_name,
+                            predicted_store_id, probability, created_at, sent_at, opened_at,
+                            dismissed_at, redeemed_at
+                     FROM deliveries WHERE device_id = $1 ORDER BY created_at, id""",
+    "suppressions": """SELECT campaign_id, reason, detail, created_at FROM suppressions
+                       WHERE device_id = $1 ORDER BY created_at""",
+}
 
 
 def _device(row: asyncpg.Record) -> Device:
@@ -199,7 +214,8 @@ async def erase(conn: Connection, device_id: UUID) -> None:
 async def export(conn: Connection, device_id: UUID) -> dict[str, Any]:
     """Everything held about the device, as JSON-ready values."""
     device = await get_device(conn, device_id)
-    pings = [dict(r) for r in await conn.fetch(DEVICE_PINGS, device_id)]
-    signals = [dict(r) for r in await conn.fetch(DEVICE_SIGNALS, device_id)]
-    return {"device": msgspec.to_builtins(device), "pings": msgspec.to_builtins(pings),
-            "signals": msgspec.to_builtins(signals)}
+    held: dict[str, Any] = {"device": msgspec.to_builtins(device)}
+    for name, query in (("pings", DEVICE_PINGS), ("signals", DEVICE_SIGNALS),
+                        *DEVICE_HELD.items()):
+        held[name] = msgspec.to_builtins([dict(r) for r in await conn.fetch(query, device_id)])
+    return held

@@ -196,3 +196,18 @@ async def test_feedback_from_the_device_is_counted_once_per_kind(world: World) -
     assert response.status_code == 404
     stats = await world.stats(campaign["id"])
     assert (stats["sent"], stats["opened"], stats["redeemed"]) == (1, 1, 1)
+
+
+async def test_the_export_holds_presence_events_visits_and_deliveries(world: World) -> None:
+    campaign = await world.campaign()
+    _, token = await world.device()
+    now = datetime.now(UTC)
+    await world.walk_in(token, start=now - timedelta(minutes=4))
+    await world.walk_out(token, start=now - timedelta(minutes=2))
+    export = await world.api.ok("GET", "/v1/devices/me/export", token)
+    assert (
+        [e["kind"] for e in export["geo_events"]],
+        [v["place_id"] for v in export["visits"]],
+        [d["campaign_id"] for d in export["deliveries"]],
+        len(export["presence"]),
+    ) == (["entered", "dwelled", "exited"], [world.store_id], [campaign["id"]], 1)
