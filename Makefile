@@ -29,6 +29,7 @@ demo: $(STAMP)
 
 bench: $(STAMP)
 	$(PY) -m bench.fence_match
+	$(PY) -m bench.predict
 	$(PY) -m bench.e2e
 
 eval: $(STAMP)
