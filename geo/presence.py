@@ -42,7 +42,7 @@ import shapely
 from numpy.typing import NDArray
 
 from geo.fences import haversine_m
-from geo.index import DEFAULT_MAX_MARGIN_M, FenceHit, IndexedFence
+from geo.index import DEFAULT_MAX_MARGIN_M, FenceHit, IndexedFence, haversine_array
 
 # Android's accuracy is a 68 % radius: being inside by half of it is more likely in than not,
 # yet still reachable for ordinary 10-30 m fixes in a 30-300 m store fence.
@@ -288,20 +288,22 @@ def advance(
         key=lambda i: (fixes[i].at, fixes[i].lat, fixes[i].lng, fixes[i].accuracy_m),
     )
     states = dict(device.fences)
-    last_at, anchor, suspect = device.last_at, device.anchor, device.suspect
+    # Sorted by time, a fix older than the last processed one can only precede the newer ones.
+    fresh = [i for i in order if device.last_at is None or fixes[i].at >= device.last_at]
+    if not fresh:
+        return device, []
+    plausible_of = _plausibility(device, [fixes[i] for i in fresh])
+    anchor, suspect = device.anchor, device.suspect
     facts: dict[UUID, FenceFacts] = {}
     events: list[GeoEvent] = []
-    for i in order:
+    for i, plausible in zip(fresh, plausible_of, strict=True):
         fix = fixes[i]
-        if last_at is not None and fix.at < last_at:
-            continue
-        last_at = fix.at
-        # A second fix consistent with a rejected one means the device really moved.
-        relocated = suspect is not None and is_plausible(suspect, fix)
-        if anchor is None or is_plausible(anchor, fix) or relocated:
-            plausible, anchor, suspect = True, fix, None
+        if plausible:
+            anchor, suspect = fix, None
         else:
-            plausible, suspect = False, fix
+            suspect = fix
+        if not states and not hits[i]:
+            continue  # far from every fence and inside none: nothing to step
         by_fence = {h.fence_id: h for h in hits[i]}
         for fence_id in sorted(states.keys() | by_fence.keys()):
             indexed = fences.get(fence_id)
@@ -318,4 +320,38 @@ def advance(
             else:
                 states[fence_id] = state
             events.extend(new_events)
+    last_at = fixes[fresh[-1]].at
     return DevicePresence(device.device_id, last_at, anchor, suspect, states), events
+
+
+def _plausibility(device: DevicePresence, fixes: Sequence[Fix]) -> list[bool]:
+    """Whether each fix (in time order) passes the speed check, as the sequential rule says:
+    against the latest plausible fix, or confirming the latest implausible one.
+
+    The common case — every fix plausible after the one before — is checked for the whole batch
+    at once; only a batch with a jump in it is walked fix by fix.
+    """
+    chain = ([device.anchor] if device.anchor is not None else []) + list(fixes)
+    if len(chain) > 1:
+        lat = np.fromiter((f.lat for f in chain), np.float64, len(chain))
+        lng = np.fromiter((f.lng for f in chain), np.float64, len(chain))
+        acc = np.fromiter((f.accuracy_m for f in chain), np.float64, len(chain))
+        at = np.fromiter((f.at.timestamp() for f in chain), np.float64, len(chain))
+        gap = haversine_array(lat[:-1], lng[:-1], lat[1:], lng[1:]) - acc[:-1] - acc[1:]
+        seconds = np.maximum(np.abs(np.diff(at)), MIN_SPEED_INTERVAL_S)
+        if bool(np.all(gap <= MAX_SPEED_M_S * seconds)):
+            return [True] * len(fixes)
+    elif device.anchor is None:
+        return [True] * len(fixes)
+    anchor, suspect = device.anchor, device.suspect
+    result = []
+    for fix in fixes:
+        # A second fix consistent with a rejected one means the device really moved.
+        relocated = suspect is not None and is_plausible(suspect, fix)
+        if anchor is None or is_plausible(anchor, fix) or relocated:
+            anchor, suspect = fix, None
+            result.append(True)
+        else:
+            suspect = fix
+            result.append(False)
+    return result
