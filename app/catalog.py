@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import AsyncIterator, Iterable
+from collections.abc import AsyncIterator, Iterable, Mapping, Sequence
 from contextlib import asynccontextmanager, suppress
 from dataclasses import dataclass, field
 from typing import Any
@@ -81,6 +81,33 @@ def _indexed(r: asyncpg.Record) -> IndexedFence:
                                 r["radius_m"], r["area_m2"]),
         dwell_seconds=r["dwell_seconds"], tags=tuple(r["tags"]), enabled=r["enabled"],
     )
+
+
+@dataclass(frozen=True)
+class CatalogView:
+    """An immutable snapshot of the replica (each part is replaced whole on reload)."""
+
+    index: LayeredIndex
+    resolution: int
+    store_timezones: Mapping[UUID, str]
+    store_tags: Mapping[UUID, tuple[str, ...]]
+    campaigns: Sequence[Campaign]
+    policy: Policy
+
+    def predicted_targets(self) -> set[UUID]:
+        """Stores some active `predicted_next` campaign may fire for."""
+        stores: set[UUID] = set()
+        fences = self.index.fences
+        for c in self.campaigns:
+            t = c.trigger
+            if t.kind != "predicted_next":
+                continue
+            stores.update(t.store_ids)
+            stores.update(fences[f].store_id for f in t.geofence_ids if f in fences)
+            if t.tags:
+                wanted = set(t.tags)
+                stores.update(s for s, tags in self.store_tags.items() if wanted & set(tags))
+        return stores
 
 
 @dataclass
@@ -248,20 +275,11 @@ class Catalog:
             self._pending, self._compaction = None, None
         self._compact_if_due()
 
-    def predicted_targets(self) -> set[UUID]:
-        """Stores some active `predicted_next` campaign may fire for."""
-        stores: set[UUID] = set()
-        fences = self.index.fences
-        for c in self.campaigns:
-            t = c.trigger
-            if t.kind != "predicted_next":
-                continue
-            stores.update(t.store_ids)
-            stores.update(fences[f].store_id for f in t.geofence_ids if f in fences)
-            if t.tags:
-                wanted = set(t.tags)
-                stores.update(s for s, tags in self.store_tags.items() if wanted & set(tags))
-        return stores
+    def view(self) -> CatalogView:
+        """What one ping batch works on: taken once, so a reload swapping the replica's parts
+        mid-batch cannot mix two versions in one batch."""
+        return CatalogView(self.index, self.resolution, self.store_timezones, self.store_tags,
+                           self.campaigns, self.policy)
 
     async def _load_campaigns(self, conn: Connection, version: int) -> None:
         self.campaigns = await campaign_store.active_campaigns(conn)

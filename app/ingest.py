@@ -15,7 +15,7 @@ from uuid import UUID
 import msgspec
 import numpy as np
 
-from app.catalog import Catalog
+from app.catalog import Catalog, CatalogView
 from app.prediction import Predictor, recent_visits
 from campaigns import outbox
 from campaigns.decide import DeviceContext, Moment, PastPush, decide
@@ -106,10 +106,11 @@ async def ingest_pings(conn: Connection, catalog: Catalog, predictor: Predictor,
     if not pings:
         return BatchOutcome([], 0)
     before = await load_presence(conn, catalog, device.id)
-    index = catalog.index
+    view = catalog.view()
+    index = view.index
     lat = np.fromiter((p.lat for p in pings), np.float64, len(pings))
     lng = np.fromiter((p.lng for p in pings), np.float64, len(pings))
-    cells = cells_of(lat, lng, catalog.resolution)
+    cells = cells_of(lat, lng, view.resolution)
     # H3 cells are unsigned 64-bit; PostgreSQL's bigint is signed (H3 never sets bit 63).
     records = [
         (device.id, p.ts, p.lat, p.lng, p.accuracy_m, p.speed_mps, p.heading_deg, c)
@@ -126,18 +127,17 @@ async def ingest_pings(conn: Connection, catalog: Catalog, predictor: Predictor,
     after, events = presence.advance(before, fixes, hits, index.fences)
     if after != before:
         await conn.execute(SAVE_PRESENCE, device.id, msgspec.to_builtins(after), after.last_at)
-    moments = moments_of(catalog, events)
+    moments = moments_of(view, events)
     visits: list[Visit] = []
     if events:
-        await _record_events(conn, catalog, device, events)
-        visits = await _record_visits(conn, catalog, device, events)
-    moments.extend(await predicted_moments(conn, catalog, predictor, device, events, fixes,
-                                           after))
-    queued = await decide_moments(conn, catalog, device, moments, now)
+        await _record_events(conn, view, device, events)
+        visits = await _record_visits(conn, view, device, events)
+    moments.extend(await predicted_moments(conn, view, predictor, device, events, fixes, after))
+    queued = await decide_moments(conn, view, device, moments, now)
     return BatchOutcome(events, queued, visits)
 
 
-async def _record_visits(conn: Connection, catalog: Catalog, device: Device,
+async def _record_visits(conn: Connection, catalog: CatalogView, device: Device,
                          events: Sequence[GeoEvent]) -> list[Visit]:
     """Exits end visits at the fence's store; entries confirm predicted arrivals."""
     fences = catalog.index.fences
@@ -160,7 +160,7 @@ async def _record_visits(conn: Connection, catalog: Catalog, device: Device,
     return ended
 
 
-async def predicted_moments(conn: Connection, catalog: Catalog, predictor: Predictor,
+async def predicted_moments(conn: Connection, catalog: CatalogView, predictor: Predictor,
                             device: Device, events: Sequence[GeoEvent], fixes: Sequence[Fix],
                             after: DevicePresence) -> list[Moment]:
     """The customer's predicted next store, as a moment, when they just left a place (an
@@ -209,7 +209,7 @@ def _uuid_or_none(text: str) -> UUID | None:
         return None
 
 
-async def _record_events(conn: Connection, catalog: Catalog, device: Device,
+async def _record_events(conn: Connection, catalog: CatalogView, device: Device,
                          events: Sequence[GeoEvent]) -> None:
     fences = catalog.index.fences
     await conn.execute(
@@ -225,7 +225,7 @@ def _kind(event: GeoEvent) -> str:
     return kind
 
 
-def moments_of(catalog: Catalog, events: Sequence[GeoEvent]) -> list[Moment]:
+def moments_of(catalog: CatalogView, events: Sequence[GeoEvent]) -> list[Moment]:
     fences = catalog.index.fences
     moments = []
     for e in events:
@@ -238,7 +238,7 @@ def moments_of(catalog: Catalog, events: Sequence[GeoEvent]) -> list[Moment]:
     return moments
 
 
-async def decide_moments(conn: Connection, catalog: Catalog, device: Device,
+async def decide_moments(conn: Connection, catalog: CatalogView, device: Device,
                          moments: Sequence[Moment], now: datetime) -> int:
     """Decide every moment in time order and queue the winners; return how many were queued."""
     campaigns = catalog.campaigns
