@@ -30,6 +30,7 @@ demo: $(STAMP)
 bench: $(STAMP)
 	$(PY) -m bench.fence_match
 	$(PY) -m bench.predict
+	$(PY) -m bench.catalog_refresh
 	$(PY) -m bench.e2e
 
 eval: $(STAMP)

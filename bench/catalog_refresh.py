@@ -20,8 +20,10 @@ import asyncio
 import os
 import shlex
 import sys
+import tempfile
 import time
 import uuid
+from typing import Any
 
 import asyncpg
 import numpy as np
@@ -143,13 +145,25 @@ async def main() -> None:
     parser.add_argument("--before-rounds", type=int, default=5)
     parser.add_argument("--database-url", default=os.environ.get("DATABASE_URL"))
     args = parser.parse_args()
-    if not args.database_url:
-        parser.error("give --database-url or set DATABASE_URL")
+    if args.database_url:
+        await measure(args.database_url, args)
+        return
+    import pgserver  # no server given: an embedded one in a temporary folder
+
+    with tempfile.TemporaryDirectory(prefix="contexto-bench-pg-") as folder:
+        server: Any = pgserver.get_server(folder, cleanup_mode="stop")  # type: ignore[attr-defined]
+        try:
+            await measure(str(server.get_uri()), args)
+        finally:
+            server.cleanup()
+
+
+async def measure(server_url: str, args: argparse.Namespace) -> None:
     name = f"contexto_bench_{uuid.uuid4().hex[:12]}"
-    admin = await asyncpg.connect(args.database_url)
+    admin = await asyncpg.connect(server_url)
     try:
         await admin.execute(f'CREATE DATABASE "{name}"')
-        dsn = with_database(args.database_url, name)
+        dsn = with_database(server_url, name)
         conn = await asyncpg.connect(dsn)
         try:
             await migrate(conn)
