@@ -20,6 +20,10 @@ import uvicorn
 from app.main import create_app
 from app.settings import environment, from_environment
 
+# Longer than the idle expiry of common HTTP clients' connection pools (httpx: 5 s), so a client
+# rarely reuses a connection at the very moment the server closes it.
+KEEP_ALIVE_SECONDS = 75
+
 
 def _admin_token(env: dict[str, str], state_dir: Path) -> str:
     token = env.get("CONTEXTO_ADMIN_TOKEN")
@@ -64,7 +68,7 @@ def main() -> None:
     print(f"admin token:        {admin_token}", flush=True)
     if workers <= 1:
         uvicorn.run(create_app(settings), host=settings.host, port=settings.port,
-                    log_level="info", access_log=False)
+                    log_level="info", access_log=False, timeout_keep_alive=KEEP_ALIVE_SECONDS)
         return
     # Several processes share the port; each holds its own replica of the catalog and its own
     # dispatcher (they share the outbox through SKIP LOCKED). The FCM emulator, if any, is one
@@ -80,7 +84,8 @@ def main() -> None:
     os.environ.update(child_env)
     try:
         uvicorn.run("app.asgi:from_environment_app", factory=True, workers=workers,
-                    host=settings.host, port=settings.port, log_level="info", access_log=False)
+                    host=settings.host, port=settings.port, log_level="info", access_log=False,
+                    timeout_keep_alive=KEEP_ALIVE_SECONDS)
     finally:
         if emulator is not None:
             emulator.terminate()

@@ -26,6 +26,7 @@ from uuid import UUID
 import asyncpg
 
 from app.db import init_connection
+from app.tasks import running
 from campaigns import store as campaign_store
 from campaigns.model import Campaign, Policy
 from geo.fences import shape_from_stored
@@ -310,12 +311,9 @@ async def watching(catalog: Catalog, dsn: str) -> AsyncIterator[None]:
             except Exception:  # keep watching; the next ping batch reloads anyway
                 log.exception("catalog reload failed; the next ping batch retries it")
 
-    task = asyncio.create_task(reload_forever(), name="catalog-reload")
     try:
-        yield
+        async with running(reload_forever(), "catalog-reload"):
+            yield
     finally:
-        task.cancel()
-        with suppress(asyncio.CancelledError):
-            await task
         await catalog.close()
         await conn.close()

@@ -15,6 +15,7 @@ from datetime import UTC, datetime
 
 import asyncpg
 
+from app.tasks import running
 from geo.predict import NextPlaceModel, Visit, load_model
 from geo.store import Connection
 
@@ -103,10 +104,5 @@ async def serving(predictor: Predictor, pool: asyncpg.Pool, *, model_path: str |
             except Exception:  # keep serving the current model; try again next period
                 log.exception("next-place refit failed")
 
-    task = asyncio.create_task(refit_forever(), name="predict-refit")
-    try:
+    async with running(refit_forever(), "predict-refit"):
         yield
-    finally:
-        task.cancel()
-        with suppress(asyncio.CancelledError):
-            await task

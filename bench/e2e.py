@@ -108,8 +108,15 @@ async def _gather_limited(calls: Iterable[Callable[[], Awaitable[Any]]], limit: 
 
 async def _ok(client: httpx.AsyncClient, method: str, path: str, token: str,
               body: Any) -> Any:
-    response = await client.request(method, path, json=body,
-                                    headers={"Authorization": f"Bearer {token}"})
+    for attempt in range(3):
+        try:
+            response = await client.request(method, path, json=body,
+                                            headers={"Authorization": f"Bearer {token}"})
+            break
+        except (httpx.ReadError, httpx.RemoteProtocolError):
+            # A pooled connection the server closed while idle; set-up may simply retry.
+            if attempt == 2:
+                raise
     if response.status_code >= 300:
         raise RuntimeError(f"{method} {path}: {response.status_code} {response.text[:500]}")
     return response.json()
