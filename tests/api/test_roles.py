@@ -113,7 +113,7 @@ async def build_world(api: Api) -> World:
 
 # Each route: its label, how to call it on a world's store ("A" or "B"), and the expected status
 # for each caller of CALLERS (None: the route names no store, so "out of scope" does not apply).
-Request = tuple[str, dict[str, Any] | None]  # path, JSON body
+Request = tuple[str, dict[str, Any] | str | None]  # path, JSON body (or CSV text)
 
 
 def _route(label: str) -> Any:
@@ -155,6 +155,14 @@ def _route(label: str) -> Any:
             "DELETE /v1/campaigns/{id}": (campaign, None),
             "POST /v1/campaigns/{id}/activate": (f"{campaign}/activate", None),
             "POST /v1/campaigns/{id}/pause": (f"{campaign}/pause", None),
+            "GET /v1/campaigns/{id}/deliveries": (f"{campaign}/deliveries", None),
+            "GET /v1/campaigns/{id}/stats": (f"{campaign}/stats", None),
+            "POST /v1/deliveries/{id}/events": (
+                f"/v1/deliveries/{world.campaign_id}/events",
+                {"kind": "opened", "ts": now_iso()}),
+            "POST /v1/visits/import": ("/v1/visits/import",
+                                       f"user_id,place_id,ts\nc1,{store},{now_iso()}\n"),
+            "GET /v1/visits/model": ("/v1/visits/model", None),
             "GET /v1/policy": ("/v1/policy", None),
             "PUT /v1/policy": ("/v1/policy", {"max_per_device_per_day": 4,
                                               "min_seconds_between_pushes": 1800,
@@ -199,6 +207,12 @@ MATRIX: list[tuple[str, tuple[int | None, ...]]] = [
     ("DELETE /v1/campaigns/{id}",              (401, 401, 204, 204, 403, _, 403, 403)),
     ("POST /v1/campaigns/{id}/activate",       (401, 401, 200, 200, 403, _, 403, 403)),
     ("POST /v1/campaigns/{id}/pause",          (401, 401, 200, 200, 403, _, 403, 403)),
+    ("GET /v1/campaigns/{id}/deliveries",      (401, 401, 200, 200, 403, _, 403, 403)),
+    ("GET /v1/campaigns/{id}/stats",           (401, 401, 200, 200, 403, _, 403, 403)),
+    # a device reporting on a delivery that is not its own: 404, like an unknown one
+    ("POST /v1/deliveries/{id}/events",        (401, 401, 403, 403, 403, _, 403, 404)),
+    ("POST /v1/visits/import",                 (401, 401, 201, 403, 403, _, 403, 403)),
+    ("GET /v1/visits/model",                   (401, 401, 200, 403, 403, _, 403, 403)),
     ("GET /v1/policy",                         (401, 401, 200, 200, 403, _, 403, 403)),
     ("PUT /v1/policy",                         (401, 401, 200, 403, 403, _, 403, 403)),
     ("GET /healthz",                           (200, 200, 200, 200, 200, _, 200, 200)),
@@ -248,7 +262,11 @@ async def test_the_caller_gets_the_status_of_its_role(
     path, body = _route(route)(world, store)
     before = await database_rows(module_db) if method != "GET" and status >= 400 else None
 
-    response = await module_api.call(method, path, world.tokens[caller], json=body)
+    if isinstance(body, str):
+        response = await module_api.call(method, path, world.tokens[caller], content=body,
+                                         headers={"Content-Type": "text/csv"})
+    else:
+        response = await module_api.call(method, path, world.tokens[caller], json=body)
 
     assert response.status_code == status, response.text
     if before is not None:
