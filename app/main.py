@@ -18,6 +18,7 @@ from app.auth import provide_principal, role_guard, token_hash
 from app.errors import exception_handlers
 from app.lifespan import catalog, database, prediction, push_delivery
 from app.metrics import Metrics, count_unrouted, metrics_middleware
+from app.ratelimit import DeviceBudget
 from app.routes.campaigns import CampaignController, PolicyController
 from app.routes.deliveries import DeliveryController
 from app.routes.devices import DeviceController
@@ -40,6 +41,8 @@ def create_app(settings: Settings) -> Litestar:
         "settings": settings,
         "metrics": Metrics(),
         "admin_token_hash": token_hash(settings.admin_token) if settings.admin_token else None,
+        "device_budget": DeviceBudget(burst=settings.device_burst,
+                                      per_second=settings.device_batches_per_second),
     })
     return Litestar(
         route_handlers=[

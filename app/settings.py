@@ -33,6 +33,9 @@ class Settings(msgspec.Struct, kw_only=True, frozen=True):
     dispatch_lease_seconds: float = 60.0
     # The next-place model is refitted from every stored visit this often (seconds).
     predict_refit_seconds: float = 3600.0
+    # Per device and route (pings, signals): a burst, then a steady rate of batches.
+    device_burst: float = 30.0
+    device_batches_per_second: float = 0.5
 
     def __post_init__(self) -> None:
         if not 0 <= self.h3_resolution <= 15:
@@ -63,6 +66,8 @@ def from_environment(env: Mapping[str, str], *, database_url: str,
         run_dispatcher=_flag(env.get("CONTEXTO_RUN_DISPATCHER", "1")),
         model_path=env.get("CONTEXTO_MODEL_PATH") or None,
         predict_refit_seconds=float(env.get("CONTEXTO_REFIT_SECONDS", "3600")),
+        device_burst=float(env.get("DEVICE_BURST", "30")),
+        device_batches_per_second=float(env.get("DEVICE_BATCHES_PER_SECOND", "0.5")),
         embedded_emulator_port=(
             int(env.get("FCM_EMULATOR_PORT", "8765"))
             if not env.get("FCM_ENDPOINT") and not env.get("GOOGLE_APPLICATION_CREDENTIALS")

@@ -574,7 +574,9 @@ async def bench(args: argparse.Namespace, command: str) -> None:
             where = (f"PostgreSQL at {_redacted(server_url)}" if server_url
                      else "embedded PostgreSQL")
             print(f"starting the service ({where})", flush=True)
-            extra = {"CONTEXTO_WORKERS": str(args.workers), "DB_POOL_MAX": str(args.pool)}
+            # The per-device budget is lifted: this measures throughput, not back-pressure.
+            extra = {"CONTEXTO_WORKERS": str(args.workers), "DB_POOL_MAX": str(args.pool),
+                     "DEVICE_BURST": "1000000", "DEVICE_BATCHES_PER_SECOND": "1000000"}
             with service(database_url=db_url, extra_env=extra) as svc:
                 if db_url is None:
                     db_url = embedded_url(svc)

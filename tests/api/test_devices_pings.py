@@ -15,8 +15,10 @@ from typing import Any
 import asyncpg
 import h3
 import pytest
+from litestar.testing import AsyncTestClient
 
-from tests.api.conftest import Api
+from app.main import create_app
+from tests.api.conftest import Api, settings_for
 
 pytestmark = pytest.mark.asyncio(loop_scope="module")
 
@@ -558,3 +560,26 @@ async def test_a_malformed_signal_batch_is_refused_whole(
     named = [e["field"].removesuffix("[...]") for e in response.json().get("errors", [])]
     stored = await stored_signals(module_db, device["device_id"])
     assert (response.status_code, named, stored) == (400, [field], []), response.text
+
+
+async def test_a_device_over_its_budget_gets_429_with_retry_after_and_nothing_stored(
+        database_url: str) -> None:
+    app = create_app(settings_for(database_url, device_burst=2,
+                                  device_batches_per_second=0.01))
+    async with AsyncTestClient(app=app) as client:
+        api = Api(client)
+        key = await api.ok("POST", "/v1/api-keys", json={"name": "app", "role": "app"})
+        token = (await api.ok("POST", "/v1/devices", key["token"], json={
+            "platform": "android", "fcm_token": "t-budget",
+            "consent": {"location": True, "marketing_push": True}}))["device_token"]
+        body = {"pings": [{**GOOD, "ts": ago(minutes=1)}]}
+        statuses = [(await api.call("POST", "/v1/pings", token, json=body)) for _ in range(3)]
+        conn = await asyncpg.connect(database_url)
+        try:
+            stored = await conn.fetchval("SELECT count(*) FROM pings")
+        finally:
+            await conn.close()
+    refused = statuses[2]
+    assert ([r.status_code for r in statuses], refused.headers.get("retry-after"),
+            refused.headers["content-type"].split(";")[0], stored) == (
+        [202, 202, 429], "100", "application/problem+json", 2)
