@@ -31,7 +31,8 @@ bench: $(STAMP)
 	$(PY) -m bench.fence_match
 	$(PY) -m bench.predict
 	$(PY) -m bench.catalog_refresh
-	$(PY) -m bench.e2e
+	$(PY) -m bench.e2e --concurrency 32
+	$(PY) -m bench.e2e --concurrency 8
 
 eval: $(STAMP)
 	$(PY) -m fixtures.visits --seed 7 --train .contexto/eval/train.csv --test .contexto/eval/test.csv
