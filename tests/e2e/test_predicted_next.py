@@ -89,3 +89,30 @@ async def test_with_min_probability_above_the_models_nothing_is_sent(world: Worl
     assert await world.settle() == []
     stats = await world.stats(campaign["id"])
     assert (stats["triggered"], stats["suppressed"]["probability"]) == (1, 1)
+
+
+async def test_moving_away_after_leaving_a_triggers_once_when_the_campaign_starts_later(
+        world: World) -> None:
+    store_b, customer, _ = await _routine(world, "cust-moving")
+    token = await _device_of(world, customer)
+    now = datetime.now(UTC)
+    await world.walk_in(token, start=now - timedelta(minutes=6))
+    await world.walk_out(token, start=now - timedelta(minutes=4))
+    campaign = await world.campaign(**_campaign_for(store_b, 0.2))
+
+    async def move(start: datetime) -> None:
+        pings = []
+        for i, east in enumerate((100, 200, 300, 400)):
+            lat, lng = offset(SHOP_LAT, SHOP_LNG, 600, east)
+            pings.append({"lat": lat, "lng": lng, "accuracy_m": 8,
+                          "ts": (start + timedelta(seconds=20 * i)).isoformat()})
+        await world.api.ok("POST", "/v1/pings", token, expect=202, json={"pings": pings})
+
+    await move(datetime.now(UTC) - timedelta(seconds=150))
+    await world.wait_for(lambda m: len(m) >= 1)
+    await move(datetime.now(UTC) - timedelta(seconds=70))
+    assert [m["message"]["notification"]["title"] for m in await world.settle()] == [
+        "Warm croissants at Bakery B"]
+    (delivery,) = await world.delivery_rows(campaign["id"])
+    assert (delivery["trigger_kind"], delivery["predicted_store_id"]) == (
+        "predicted_next", store_b)
