@@ -234,6 +234,8 @@ def moments_of(catalog: CatalogView, events: Sequence[GeoEvent]) -> list[Moment]
             device_id=e.device_id, kind=KIND_OF_EVENT[_kind(e)], fence_id=e.fence_id,
             store_id=fence.store_id, fence_tags=fence.tags, occurred_at=e.at,
             store_timezone=catalog.store_timezones.get(fence.store_id, "UTC"),
+            stay_seconds=(e.at - e.entered_at).total_seconds() if isinstance(e, Exited)
+            else None,
         ))
     return moments
 

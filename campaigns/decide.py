@@ -62,6 +62,10 @@ SuppressionReason = Literal[
 ]
 
 DEFAULT_MIN_PROBABILITY = 0.5
+# An exit offer is for someone who visited. Entry to confirmed exit includes presence's 45 s
+# exit clock, so 120 s means more than a minute inside: a passer-by that GPS noise put inside a
+# shop for a moment is not told to "come back".
+DEFAULT_EXIT_MIN_STAY_SECONDS = 120
 _NEVER = datetime.min.replace(tzinfo=UTC)
 
 
@@ -76,6 +80,7 @@ class Moment(msgspec.Struct, kw_only=True, frozen=True):
     occurred_at: datetime
     store_timezone: str
     probability: float | None = None
+    stay_seconds: float | None = None  # exit only: entry to confirmed exit
 
     def __post_init__(self) -> None:
         if self.occurred_at.tzinfo is None:
@@ -113,9 +118,14 @@ class Decision(msgspec.Struct, kw_only=True, frozen=True):
 
 
 def matches(trigger: Trigger, moment: Moment) -> bool:
-    """The trigger's kind is the moment's, and its fences, stores or tags (if any) include it."""
+    """The trigger's kind is the moment's, and its fences, stores or tags (if any) include it;
+    an exit also needs a stay of at least the trigger's `min_stay_seconds`."""
     if trigger.kind != moment.kind:
         return False
+    if moment.kind == "exit" and moment.stay_seconds is not None:
+        shortest = trigger.min_stay_seconds
+        if moment.stay_seconds < (DEFAULT_EXIT_MIN_STAY_SECONDS if shortest is None else shortest):
+            return False
     if not (trigger.geofence_ids or trigger.store_ids or trigger.tags):
         return True
     return (

@@ -43,8 +43,12 @@ class Trigger(msgspec.Struct, kw_only=True, forbid_unknown_fields=True, frozen=T
     store_ids: list[UUID] = msgspec.field(default_factory=list)
     tags: list[Tag] = msgspec.field(default_factory=list)
     min_probability: Probability | None = None
+    # exit only: the shortest stay (entry to confirmed exit) that counts as a visit being left
+    min_stay_seconds: Annotated[int, Meta(ge=0, le=86_400)] | None = None
 
     def __post_init__(self) -> None:
+        if self.min_stay_seconds is not None and self.kind != "exit":
+            raise ValueError("min_stay_seconds: applies only to the exit trigger")
         if self.min_probability is not None and self.kind != "predicted_next":
             raise ValueError("min_probability: applies only to the predicted_next trigger")
         if self.kind == "predicted_next" and not (self.store_ids or self.geofence_ids or self.tags):

@@ -77,7 +77,8 @@ def minimal_campaign(places: Json, name: str) -> Json:
 
 
 NESTED_DEFAULTS: dict[str, Json] = {
-    "trigger": {"geofence_ids": [], "store_ids": [], "tags": [], "min_probability": None},
+    "trigger": {"geofence_ids": [], "store_ids": [], "tags": [], "min_probability": None,
+                "min_stay_seconds": None},
     "schedule": {"dayparts": []},
     "offer": {"deep_link": None, "image_url": None, "data": {}},
     "caps": {"per_device": None, "cooldown_seconds": None},
@@ -153,6 +154,8 @@ INVALID: list[Any] = [
                  id="a trigger naming an unknown geofence names trigger.geofence_ids"),
     pytest.param(("trigger", "min_probability"), 0.5, "trigger.min_probability",
                  id="min_probability on a dwell trigger names trigger.min_probability"),
+    pytest.param(("trigger", "min_stay_seconds"), 60, "trigger.min_stay_seconds",
+                 id="min_stay_seconds on a dwell trigger names trigger.min_stay_seconds"),
     pytest.param(("offer", "title"), "", "offer.title", id="an empty title names offer.title"),
     pytest.param(("offer", "title"), "  ", "offer.title", id="a blank title names offer.title"),
     pytest.param(("offer", "body"), " \t ", "offer.body", id="a blank body names offer.body"),

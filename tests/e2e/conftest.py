@@ -4,9 +4,11 @@ FCM emulator on loopback."""
 from __future__ import annotations
 
 import asyncio
+import queue
+import threading
 import time
-from collections.abc import AsyncIterator, Callable
-from contextlib import asynccontextmanager
+from collections.abc import AsyncIterator, Callable, Iterator
+from contextlib import asynccontextmanager, contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -147,9 +149,39 @@ async def quiet_world(database_url: str) -> AsyncIterator[World]:
         yield w
 
 
+@contextmanager
+def emulator_thread() -> Iterator[str]:
+    """The FCM emulator on its own thread and event loop; yields its URL.
+
+    The app under test runs in the test client's thread, and that client's shutdown blocks the
+    test's own event loop: an emulator served there could not answer a send still in flight, and
+    the dispatcher would wait for it until its timeout.
+    """
+    ready: queue.Queue[str] = queue.Queue()
+    stop: asyncio.Event | None = None
+    loop = asyncio.new_event_loop()
+
+    async def serve() -> None:
+        nonlocal stop
+        stop = asyncio.Event()
+        async with run_emulator("127.0.0.1", 0) as url:
+            ready.put(url)
+            await stop.wait()
+
+    thread = threading.Thread(target=loop.run_until_complete, args=(serve(),), daemon=True)
+    thread.start()
+    try:
+        yield ready.get(timeout=30)
+    finally:
+        assert stop is not None
+        loop.call_soon_threadsafe(stop.set)
+        thread.join(timeout=30)
+        loop.close()
+
+
 @asynccontextmanager
 async def build_world(database_url: str, *, run_dispatcher: bool) -> AsyncIterator[World]:
-    async with run_emulator("127.0.0.1", 0) as emulator_url:
+    with emulator_thread() as emulator_url:
         settings = settings_for(database_url, run_dispatcher=run_dispatcher,
                                 fcm_endpoint=emulator_url, dispatch_lease_seconds=2.0)
         app = create_app(settings)

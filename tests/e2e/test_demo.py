@@ -15,17 +15,17 @@ import pytest
 from litestar.testing import AsyncTestClient
 
 from app.main import create_app
-from campaigns.fcm_emulator import run_emulator
 from campaigns.model import CampaignSpec
 from fixtures import demo
 from geo.fences import Geometry, validate
 from geo.model import FeatureCollection, StoreIn
 from tests.api.conftest import ADMIN_TOKEN, settings_for
+from tests.e2e.conftest import emulator_thread
 
 
 @pytest.fixture
 async def demo_run(database_url: str) -> AsyncIterator[tuple[demo.DemoResult, str]]:
-    async with run_emulator("127.0.0.1", 0) as emulator_url:
+    with emulator_thread() as emulator_url:
         settings = settings_for(database_url, run_dispatcher=True, fcm_endpoint=emulator_url,
                                 dispatch_lease_seconds=2.0)
         async with AsyncTestClient(app=create_app(settings)) as client, \

@@ -92,7 +92,7 @@ async def test_an_unregistered_token_is_retired_and_never_sent_to_again(world: W
     (device,) = await world.sql("SELECT push_retired_at FROM devices WHERE id = $1",
                                 uuid.UUID(device_id))
     assert device["push_retired_at"] is not None
-    second = await world.campaign(name="second", trigger={"kind": "exit"})
+    second = await world.campaign(name="second", trigger={"kind": "exit", "min_stay_seconds": 0})
     await world.walk_out(token)
     await world.settle()
     assert await world.delivery_rows(second["id"]) == []

@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from uuid import NAMESPACE_URL, UUID, uuid5
 
+import msgspec
 import pytest
 
 from campaigns.decide import (
@@ -88,6 +89,10 @@ def campaign(
         updated_at=created_at,
         activated_at=activated_at,
     )
+
+
+def exit_after(stay_seconds: float) -> Moment:
+    return msgspec.structs.replace(moment(kind="exit"), stay_seconds=stay_seconds)
 
 
 def moment(
@@ -626,6 +631,14 @@ MATCH_CASES = [
      Trigger(kind="predicted_next", store_ids=[OTHER_STORE]), prediction(0.9), False),
     ("a fence-listed trigger ignores a prediction that has no fence",
      Trigger(kind="predicted_next", geofence_ids=[FENCE]), prediction(0.9), False),
+    ("an exit after a two-minute stay matches an exit trigger",
+     Trigger(kind="exit"), exit_after(120.0), True),
+    ("an exit after a 50 s stay is no visit being left, by default",
+     Trigger(kind="exit"), exit_after(50.0), False),
+    ("an exit trigger may ask for a longer stay",
+     Trigger(kind="exit", min_stay_seconds=600), exit_after(300.0), False),
+    ("an exit trigger may accept any stay",
+     Trigger(kind="exit", min_stay_seconds=0), exit_after(50.0), True),
 ]  # fmt: skip
 
 
