@@ -13,7 +13,7 @@ from uuid import UUID
 import msgspec
 
 from geo.errors import Conflict, NotFound
-from geo.store import Connection
+from geo.store import After, Connection
 
 DeliveryStatus = Literal["queued", "sending", "sent", "failed", "expired"]
 FeedbackKind = Literal["opened", "dismissed", "redeemed"]
@@ -107,9 +107,8 @@ DELIVERY_OWNER = "SELECT device_id, status FROM deliveries WHERE id = $1"
 
 
 async def list_deliveries(conn: Connection, campaign_id: UUID, status: str | None,
-                          after: tuple[datetime, UUID] | None, limit: int) -> list[Delivery]:
-    created, ident = after if after else (None, None)
-    rows = await conn.fetch(LIST_DELIVERIES, campaign_id, status, created, ident, limit)
+                          after: After, limit: int) -> list[Delivery]:
+    rows = await conn.fetch(LIST_DELIVERIES, campaign_id, status, *after, limit)
     return [Delivery(**dict(r)) for r in rows]
 
 

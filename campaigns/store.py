@@ -17,7 +17,7 @@ import msgspec
 from campaigns.model import Campaign, CampaignSpec, CampaignStatus, Policy, QuietHours
 from geo import store as geo_store
 from geo.errors import Conflict, InvalidField, NotFound
-from geo.store import Connection
+from geo.store import After, Connection
 
 _COLUMNS = "id, status, spec, created_at, updated_at, activated_at"
 
@@ -99,9 +99,8 @@ async def get_campaign(conn: Connection, campaign_id: UUID) -> Campaign:
 
 
 async def list_campaigns(conn: Connection, status: str | None,
-                         after: tuple[datetime, UUID] | None, limit: int) -> list[Campaign]:
-    created, ident = after if after else (None, None)
-    return [_campaign(r) for r in await conn.fetch(LIST_CAMPAIGNS, status, created, ident, limit)]
+                         after: After, limit: int) -> list[Campaign]:
+    return [_campaign(r) for r in await conn.fetch(LIST_CAMPAIGNS, status, *after, limit)]
 
 
 async def active_campaigns(conn: Connection) -> list[Campaign]:

@@ -24,6 +24,8 @@ from geo.model import Geofence, GeofenceIn, Store, StoreIn, StorePatch
 
 # What every store function takes: a plain connection or one borrowed from the pool.
 Connection = asyncpg.Connection | PoolConnectionProxy
+# Where a keyset page starts: after this (created_at, id); (None, None) from the first item.
+After = tuple[datetime | None, UUID | None]
 
 _STORE_COLUMNS = "id, name, timezone, address, external_id, created_at, updated_at"
 _FENCE_COLUMNS = (
@@ -110,9 +112,8 @@ async def get_store(conn: Connection, store_id: UUID) -> Store:
 
 
 async def list_stores(conn: Connection, scope: Sequence[UUID] | None,
-                      after: tuple[datetime, UUID] | None, limit: int) -> list[Store]:
-    created, ident = after if after else (None, None)
-    rows = await conn.fetch(LIST_STORES, scope, created, ident, limit)
+                      after: After, limit: int) -> list[Store]:
+    rows = await conn.fetch(LIST_STORES, scope, *after, limit)
     return [_store(r) for r in rows]
 
 
@@ -168,9 +169,8 @@ async def fence_store(conn: Connection, fence_id: UUID) -> UUID:
 
 
 async def list_fences(conn: Connection, stores: Sequence[UUID] | None, tag: str | None,
-                      after: tuple[datetime, UUID] | None, limit: int) -> list[Geofence]:
-    created, ident = after if after else (None, None)
-    rows = await conn.fetch(LIST_FENCES, stores, tag, created, ident, limit)
+                      after: After, limit: int) -> list[Geofence]:
+    rows = await conn.fetch(LIST_FENCES, stores, tag, *after, limit)
     return [_fence(r) for r in rows]
 
 

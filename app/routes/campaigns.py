@@ -14,7 +14,7 @@ from msgspec import UNSET, Meta, UnsetType
 
 from app.auth import admits
 from app.errors import invalid_field_of
-from app.pagination import Cursor, Limit, Page, decode_cursor, page_of
+from app.pagination import Cursor, Limit, Page, after_of, page_of
 from campaigns import reports, store
 from campaigns.model import (
     Campaign,
@@ -63,7 +63,7 @@ class CampaignController(Controller):
     ) -> Page[Campaign]:
         """Campaigns, oldest first."""
         async with pool.acquire() as conn:
-            items = await store.list_campaigns(conn, status, decode_cursor(cursor), limit + 1)
+            items = await store.list_campaigns(conn, status, after_of(cursor), limit + 1)
         return page_of(items, limit)
 
     @get("/{campaign_id:uuid}", operation_id="getCampaign",
@@ -121,7 +121,7 @@ class CampaignController(Controller):
         async with pool.acquire() as conn:
             await store.get_campaign(conn, campaign_id)
             items = await reports.list_deliveries(conn, campaign_id, status,
-                                                  decode_cursor(cursor), limit + 1)
+                                                  after_of(cursor), limit + 1)
         return page_of(items, limit)
 
     @get("/{campaign_id:uuid}/stats", operation_id="getCampaignStats",

@@ -84,8 +84,7 @@ class ApiKeyController(Controller):
     async def list_keys(self, pool: asyncpg.Pool, limit: Limit = 100,
                         cursor: Cursor = None) -> Page[ApiKey]:
         """The keys in force (revoked keys are not listed); tokens are never shown again."""
-        created, ident = after_of(cursor)
-        rows = await pool.fetch(LIST_KEYS, created, ident, limit + 1)
+        rows = await pool.fetch(LIST_KEYS, *after_of(cursor), limit + 1)
         return page_of([ApiKey(**dict(r)) for r in rows], limit)
 
     @delete("/{key_id:uuid}", operation_id="revokeApiKey",

@@ -11,7 +11,7 @@ from litestar.params import Parameter
 
 from app.auth import Principal, admits
 from app.errors import decode_error_fields
-from app.pagination import Cursor, Limit, Page, decode_cursor, page_of
+from app.pagination import Cursor, Limit, Page, after_of, page_of
 from campaigns import store as campaign_store
 from geo import store as geo_store
 from geo.errors import Conflict, InvalidField
@@ -60,7 +60,7 @@ class StoreController(Controller):
                           cursor: Cursor = None) -> Page[Store]:
         """The stores the caller may see (a store manager: its own)."""
         async with pool.acquire() as conn:
-            items = await geo_store.list_stores(conn, _scope(principal), decode_cursor(cursor),
+            items = await geo_store.list_stores(conn, _scope(principal), after_of(cursor),
                                                 limit + 1)
         return page_of(items, limit)
 
@@ -164,7 +164,7 @@ class GeofenceController(Controller):
             principal.require_store(store_id)
             scope = [store_id]
         async with pool.acquire() as conn:
-            items = await geo_store.list_fences(conn, scope, tag, decode_cursor(cursor), limit + 1)
+            items = await geo_store.list_fences(conn, scope, tag, after_of(cursor), limit + 1)
         return page_of(items, limit)
 
     @get("/{fence_id:uuid}", operation_id="getGeofence",
