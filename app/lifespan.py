@@ -51,7 +51,7 @@ async def prediction(app: Litestar) -> AsyncIterator[None]:
     settings = app.state.settings
     app.state.predictor = Predictor()
     async with serving(app.state.predictor, app.state.pool, model_path=settings.model_path,
-                       refit_seconds=settings.predict_refit_seconds):
+                       refit_seconds=settings.predict_refit_seconds, clock=app.state.clock):
         yield
 
 
@@ -74,6 +74,7 @@ async def push_delivery(app: Litestar) -> AsyncIterator[None]:
         dispatcher = Dispatcher(
             app.state.pool, gateway, lease=timedelta(seconds=settings.dispatch_lease_seconds),
             on_result=lambda outcome: app.state.metrics.push_results.labels(outcome).inc(),
+            clock=app.state.clock,
         )
         stop = asyncio.Event()
         task = asyncio.create_task(dispatcher.run(settings.database_url, stop), name="dispatch")

@@ -5,6 +5,7 @@ One rule: `create_app(settings)` is the only entry; nothing reads the environmen
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Any
 
 import asyncpg
@@ -15,6 +16,7 @@ from litestar.openapi import OpenAPIConfig
 from litestar.openapi.spec import Components, SecurityScheme
 
 from app.auth import provide_principal, role_guard, token_hash
+from app.clock import Clock, system_clock
 from app.errors import exception_handlers
 from app.lifespan import catalog, database, prediction, push_delivery
 from app.metrics import Metrics, count_unrouted, metrics_middleware
@@ -36,13 +38,22 @@ async def provide_pool(request: Request[Any, Any, Any]) -> asyncpg.Pool:
     return pool
 
 
-def create_app(settings: Settings) -> Litestar:
+def provide_now(request: Request[Any, Any, Any]) -> datetime:
+    """The request's instant, read once from the app's clock."""
+    now: datetime = request.app.state.clock()
+    return now
+
+
+def create_app(settings: Settings, *, clock: Clock = system_clock) -> Litestar:
+    """The service; `clock` answers every "what time is it" (tests pin it)."""
     state = State({
         "settings": settings,
+        "clock": clock,
         "metrics": Metrics(),
         "admin_token_hash": token_hash(settings.admin_token) if settings.admin_token else None,
         "device_budget": DeviceBudget(burst=settings.device_burst,
-                                      per_second=settings.device_batches_per_second),
+                                      per_second=settings.device_batches_per_second,
+                                      clock=lambda: clock().timestamp()),
     })
     return Litestar(
         route_handlers=[
@@ -53,6 +64,7 @@ def create_app(settings: Settings) -> Litestar:
         dependencies={
             "pool": Provide(provide_pool),
             "principal": Provide(provide_principal),
+            "now": Provide(provide_now, sync_to_thread=False),
         },
         guards=[role_guard],
         before_request=strict_body,

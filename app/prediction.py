@@ -11,10 +11,11 @@ import asyncio
 import logging
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager, suppress
-from datetime import UTC, datetime
+from datetime import datetime
 
 import asyncpg
 
+from app.clock import Clock, system_clock
 from app.tasks import running
 from geo.predict import NextPlaceModel, Visit, load_model
 from geo.store import Connection
@@ -83,13 +84,13 @@ class Predictor:
 
 @asynccontextmanager
 async def serving(predictor: Predictor, pool: asyncpg.Pool, *, model_path: str | None,
-                  refit_seconds: float, clock: type[datetime] = datetime) -> AsyncIterator[None]:
+                  refit_seconds: float, clock: Clock = system_clock) -> AsyncIterator[None]:
     """Load or fit the model, then refit it every `refit_seconds` in the background."""
     if model_path:
         predictor.model = await asyncio.to_thread(load_model, model_path)
         log.info("next-place model loaded from %s; not refitted from stored visits", model_path)
     else:
-        await predictor.refit(pool, clock.now(UTC))
+        await predictor.refit(pool, clock())
 
     async def refit_forever() -> None:
         while True:
@@ -100,7 +101,7 @@ async def serving(predictor: Predictor, pool: asyncpg.Pool, *, model_path: str |
             if model_path and not requested:
                 continue  # a model from a file is only refitted when asked (after an import)
             try:
-                await predictor.refit(pool, clock.now(UTC))
+                await predictor.refit(pool, clock())
             except Exception:  # keep serving the current model; try again next period
                 log.exception("next-place refit failed")
 

@@ -17,7 +17,6 @@ import email.utils
 import functools
 import math
 import ssl
-import time
 import warnings
 from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
@@ -161,7 +160,7 @@ def _is_about_address(error: exceptions.FirebaseError) -> bool:
     return any(word in text for word in _ADDRESS_WORDS)
 
 
-def _retry_after(error: exceptions.FirebaseError) -> float | None:
+def _retry_after(error: exceptions.FirebaseError, now: datetime) -> float | None:
     response = error.http_response
     header = None if response is None else response.headers.get("Retry-After")
     if not header:
@@ -172,16 +171,18 @@ def _retry_after(error: exceptions.FirebaseError) -> float | None:
     parsed = email.utils.parsedate_tz(header)
     if parsed is None:
         return None
-    return max(0.0, email.utils.mktime_tz(parsed) - time.time())
+    return max(0.0, email.utils.mktime_tz(parsed) - now.timestamp())
 
 
-def classify(delivery_id: UUID, error: exceptions.FirebaseError) -> SendResult:
-    """What the dispatcher should do about a push FCM refused."""
+def classify(delivery_id: UUID, error: exceptions.FirebaseError,
+             now: datetime) -> SendResult:
+    """What the dispatcher should do about a push FCM refused (`now` reads an HTTP-date
+    Retry-After)."""
     code = _fcm_error_code(error)
     if code in _RETIRE_CODES or (code == "INVALID_ARGUMENT" and _is_about_address(error)):
         return SendResult(delivery_id, "retire", error_code=code)
     if code in _RETRY_CODES:
-        wait = _retry_after(error)
+        wait = _retry_after(error, now)
         if code == "QUOTA_EXCEEDED":
             wait = max(QUOTA_RETRY_FLOOR_SECONDS, wait or 0.0)
         return SendResult(delivery_id, "retry", error_code=code, retry_after_seconds=wait)
@@ -352,7 +353,7 @@ class FcmGateway:
                     results[index] = SendResult(delivery_id, "sent",
                                                 message_name=answer.message_id)
                 else:
-                    results[index] = classify(delivery_id, answer.exception)
+                    results[index] = classify(delivery_id, answer.exception, now)
         return [result for result in results if result is not None]
 
     async def close(self) -> None:

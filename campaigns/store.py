@@ -23,7 +23,7 @@ _COLUMNS = "id, status, spec, created_at, updated_at, activated_at"
 
 INSERT_CAMPAIGN = f"""
 INSERT INTO campaigns (id, name, status, trigger_kind, spec, priority, activated_at)
-VALUES ($1, $2, $3, $4, $5, $6, CASE WHEN $3 = 'active' THEN now() END)
+VALUES ($1, $2, $3, $4, $5, $6, CASE WHEN $3 = 'active' THEN $7::timestamptz END)
 RETURNING {_COLUMNS}
 """
 SELECT_CAMPAIGN = f"SELECT {_COLUMNS} FROM campaigns WHERE id = $1"
@@ -40,7 +40,8 @@ WHERE id = $1 RETURNING {_COLUMNS}
 """
 SET_STATUS = f"""
 UPDATE campaigns SET status = $2, updated_at = now(),
-    activated_at = CASE WHEN $2 = 'active' AND status <> 'active' THEN now() ELSE activated_at END
+    activated_at = CASE WHEN $2 = 'active' AND status <> 'active' THEN $3::timestamptz
+                        ELSE activated_at END
 WHERE id = $1 RETURNING {_COLUMNS}
 """
 DELETE_CAMPAIGN = "DELETE FROM campaigns WHERE id = $1 RETURNING id"
@@ -86,7 +87,7 @@ async def insert_campaign(conn: Connection, spec: CampaignSpec, now: datetime) -
                        "cannot start active after its end")
     await check_references(conn, spec)
     row = await conn.fetchrow(INSERT_CAMPAIGN, uuid4(), spec.name, spec.status,
-                              spec.trigger.kind, msgspec.to_builtins(spec), spec.priority)
+                              spec.trigger.kind, msgspec.to_builtins(spec), spec.priority, now)
     assert row is not None
     return _campaign(row)
 
@@ -130,7 +131,7 @@ async def set_status(conn: Connection, campaign_id: UUID, status: CampaignStatus
     if status == "active" and current.schedule.ends_at <= now:
         raise Conflict(f"campaign {campaign_id}'s schedule ended at "
                        f"{current.schedule.ends_at.isoformat()}; extend it before activating")
-    row = await conn.fetchrow(SET_STATUS, campaign_id, status)
+    row = await conn.fetchrow(SET_STATUS, campaign_id, status, now)
     assert row is not None
     return _campaign(row)
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Annotated, Literal
 from uuid import UUID
 
@@ -49,11 +49,12 @@ class CampaignController(Controller):
     tags = ["campaigns"]
 
     @post(operation_id="createCampaign", opt=admits(*STAFF, action="create campaigns"))
-    async def create(self, data: CampaignSpec, pool: asyncpg.Pool) -> Campaign:
+    async def create(self, data: CampaignSpec, pool: asyncpg.Pool,
+                     now: datetime) -> Campaign:
         """Schedule a micromoment offer: what triggers it, when, what it says, how long it
         lasts, and how often one device may get it."""
         async with pool.acquire() as conn, conn.transaction():
-            return await store.insert_campaign(conn, data, datetime.now(UTC))
+            return await store.insert_campaign(conn, data, now)
 
     @get(operation_id="listCampaigns", opt=admits(*STAFF, action="list campaigns"))
     async def list_campaigns(
@@ -97,17 +98,19 @@ class CampaignController(Controller):
 
     @post("/{campaign_id:uuid}/activate", operation_id="activateCampaign", status_code=200,
           opt=admits(*STAFF, action="activate campaigns"))
-    async def activate(self, campaign_id: UUID, pool: asyncpg.Pool) -> Campaign:
+    async def activate(self, campaign_id: UUID, pool: asyncpg.Pool,
+                       now: datetime) -> Campaign:
         """Make the campaign live from the next ping on (409 when its schedule has ended)."""
         async with pool.acquire() as conn, conn.transaction():
-            return await store.set_status(conn, campaign_id, "active", datetime.now(UTC))
+            return await store.set_status(conn, campaign_id, "active", now)
 
     @post("/{campaign_id:uuid}/pause", operation_id="pauseCampaign", status_code=200,
           opt=admits(*STAFF, action="pause campaigns"))
-    async def pause(self, campaign_id: UUID, pool: asyncpg.Pool) -> Campaign:
+    async def pause(self, campaign_id: UUID, pool: asyncpg.Pool,
+                    now: datetime) -> Campaign:
         """Stop the campaign triggering; offers already queued still go out until they expire."""
         async with pool.acquire() as conn, conn.transaction():
-            return await store.set_status(conn, campaign_id, "paused", datetime.now(UTC))
+            return await store.set_status(conn, campaign_id, "paused", now)
 
 
     @get("/{campaign_id:uuid}/deliveries", operation_id="listCampaignDeliveries",

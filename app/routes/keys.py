@@ -59,7 +59,7 @@ WHERE revoked_at IS NULL AND ($1::timestamptz IS NULL OR (created_at, id) > ($1,
 ORDER BY created_at, id LIMIT $3
 """
 REVOKE_KEY = """
-UPDATE api_keys SET revoked_at = now() WHERE id = $1 AND revoked_at IS NULL RETURNING id
+UPDATE api_keys SET revoked_at = $2 WHERE id = $1 AND revoked_at IS NULL RETURNING id
 """
 
 
@@ -89,7 +89,7 @@ class ApiKeyController(Controller):
 
     @delete("/{key_id:uuid}", operation_id="revokeApiKey",
             opt=admits("admin", action="revoke API keys"))
-    async def revoke(self, key_id: UUID, pool: asyncpg.Pool) -> None:
+    async def revoke(self, key_id: UUID, pool: asyncpg.Pool, now: datetime) -> None:
         """Revoke a key: its token is refused from the next request on."""
-        if await pool.fetchval(REVOKE_KEY, key_id) is None:
+        if await pool.fetchval(REVOKE_KEY, key_id, now) is None:
             raise NotFound("api key", key_id)
