@@ -19,6 +19,15 @@ import pytest
 
 from app.dsn import with_database
 from app.migrate import migrate
+from tests.clock import CLOCK, PINNED
+
+
+@pytest.fixture(autouse=True)
+def pinned_clock() -> Iterator[None]:
+    """Every test starts at the same pinned instant (see tests/clock.py), whatever the hour."""
+    CLOCK.set(PINNED)
+    CLOCK.running = True
+    yield
 
 
 async def _admin(dsn: str, *statements: str) -> None:

@@ -15,6 +15,7 @@ from litestar.testing import AsyncTestClient
 from app.dsn import with_database
 from app.main import create_app
 from app.settings import Settings
+from tests.clock import CLOCK
 
 ADMIN_TOKEN = "test-admin-token-0123456789abcdef0123456789"
 
@@ -51,7 +52,7 @@ def settings_for(database_url: str, **overrides: Any) -> Settings:
 
 @pytest.fixture
 async def api(database_url: str) -> AsyncIterator[Api]:
-    app = create_app(settings_for(database_url))
+    app = create_app(settings_for(database_url), clock=CLOCK)
     async with AsyncTestClient(app=app) as client:
         yield Api(client)
 
@@ -81,7 +82,7 @@ async def module_api(module_database_url: str) -> AsyncIterator[Api]:
     """The app built once per module (building it costs ~0.2 s) on `module_database_url`.
     A module using it runs its tests in one loop: `pytestmark = pytest.mark.asyncio(
     loop_scope="module")`; it looks at the database through `module_db`."""
-    app = create_app(settings_for(module_database_url))
+    app = create_app(settings_for(module_database_url), clock=CLOCK)
     async with AsyncTestClient(app=app) as client:
         yield Api(client)
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 import secrets
 from collections.abc import Callable
-from datetime import UTC, datetime, timedelta, timezone
+from datetime import datetime, time, timedelta, timezone
 from typing import Any
 
 import asyncpg
@@ -19,6 +19,7 @@ from litestar.testing import AsyncTestClient
 
 from app.main import create_app
 from tests.api.conftest import Api, settings_for
+from tests.clock import CLOCK, at_local
 
 pytestmark = pytest.mark.asyncio(loop_scope="module")
 
@@ -54,7 +55,7 @@ def iso(moment: datetime) -> str:
 
 
 def ago(**delta: float) -> str:
-    return iso(datetime.now(UTC) - timedelta(**delta))
+    return iso(CLOCK() - timedelta(**delta))
 
 
 # --- registration -------------------------------------------------------------------------------
@@ -228,13 +229,17 @@ async def test_the_export_holds_the_device_its_pings_and_its_signals(module_api:
 
 async def busy_device(api: Api) -> dict[str, Any]:
     """A device that left as many traces as the service keeps: pings inside a store's fence
-    (presence, geo events) while an `enter` campaign for that store is live, and signals."""
+    (presence, geo events) while an `enter` campaign for that store is live, and signals.
+
+    The device lives in Kiritimati (UTC+14) and the clock is pinned to noon there, outside the
+    default quiet hours, so its enter queues a delivery whatever the hour the suite runs at."""
+    CLOCK.set(at_local("Pacific/Kiritimati", time(12, 0)))
     store = await api.ok("POST", "/v1/stores", json={"name": "Busy store",
                                                      "timezone": "Europe/Paris"})
     await api.ok("POST", f"/v1/stores/{store['id']}/geofences", json={
         "name": "Door", "geometry": {"type": "Point", "coordinates": [2.3522, 48.8566]},
         "radius_m": 100, "dwell_seconds": 0})
-    now = datetime.now(UTC)
+    now = CLOCK()
     await api.ok("POST", "/v1/campaigns", json={
         "name": "Welcome", "status": "active",
         "trigger": {"kind": "enter", "store_ids": [store["id"]]},
@@ -273,7 +278,7 @@ async def tables_referring_to(db: asyncpg.Connection, device_id: str) -> set[str
     return found
 
 
-async def test_before_erasure_the_device_is_found_where_it_left_traces(
+async def test_before_erasure_a_device_at_noon_in_kiritimati_is_found_where_it_left_traces(
         module_api: Api, module_db: asyncpg.Connection) -> None:
     device = await busy_device(module_api)
 
@@ -319,11 +324,11 @@ BAD_PINGS: list[Any] = [
                  id="a latitude of 95 is rejected alone"),
     pytest.param(lambda: {**GOOD, "lng": -181, "ts": ago(minutes=1)}, "lng",
                  id="a longitude of -181 is rejected alone"),
-    pytest.param(lambda: {**GOOD, "ts": iso(datetime.now(UTC) + timedelta(minutes=10))},
+    pytest.param(lambda: {**GOOD, "ts": iso(CLOCK() + timedelta(minutes=10))},
                  "future", id="a ping 10 minutes ahead is rejected alone"),
     pytest.param(lambda: {**GOOD, "ts": ago(hours=25)}, "24 hours",
                  id="a ping 25 hours old is rejected alone"),
-    pytest.param(lambda: {**GOOD, "ts": datetime.now(UTC).replace(tzinfo=None).isoformat()},
+    pytest.param(lambda: {**GOOD, "ts": CLOCK().replace(tzinfo=None).isoformat()},
                  "offset", id="a ping time without a UTC offset is rejected alone"),
     pytest.param(lambda: {**GOOD, "accuracy_m": -1, "ts": ago(minutes=1)}, "accuracy_m",
                  id="an accuracy of -1 m is rejected alone"),
@@ -397,7 +402,7 @@ async def test_a_good_ping_is_stored_with_its_h3_cell(
     device = await register(module_api)
     fields = {k: v for k, v in ping.items() if k != "utc_offset_hours"}
     offset = timezone(timedelta(hours=ping.get("utc_offset_hours", 0)))
-    ts = (datetime.now(UTC) - timedelta(seconds=30)).astimezone(offset).isoformat()
+    ts = (CLOCK() - timedelta(seconds=30)).astimezone(offset).isoformat()
 
     body = await send_pings(module_api, device["device_token"], [{**fields, "ts": ts}])
 
@@ -514,10 +519,10 @@ async def test_signals_of_every_kind_are_stored_with_their_attributes(
 
 
 BAD_SIGNALS = [
-    pytest.param(lambda: iso(datetime.now(UTC) + timedelta(minutes=10)), "future",
+    pytest.param(lambda: iso(CLOCK() + timedelta(minutes=10)), "future",
                  id="a signal 10 minutes ahead is rejected alone"),
     pytest.param(lambda: ago(hours=25), "24 hours", id="a signal 25 hours old is rejected alone"),
-    pytest.param(lambda: datetime.now(UTC).replace(tzinfo=None).isoformat(), "offset",
+    pytest.param(lambda: CLOCK().replace(tzinfo=None).isoformat(), "offset",
                  id="a signal time without a UTC offset is rejected alone"),
 ]
 
@@ -565,7 +570,7 @@ async def test_a_malformed_signal_batch_is_refused_whole(
 async def test_a_device_over_its_budget_gets_429_with_retry_after_and_nothing_stored(
         database_url: str) -> None:
     app = create_app(settings_for(database_url, device_burst=2,
-                                  device_batches_per_second=0.01))
+                                  device_batches_per_second=0.01), clock=CLOCK)
     async with AsyncTestClient(app=app) as client:
         api = Api(client)
         key = await api.ok("POST", "/v1/api-keys", json={"name": "app", "role": "app"})

@@ -7,13 +7,13 @@ differences around the requests a case makes.
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
 from typing import Any
 
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from tests.api.conftest import ADMIN_TOKEN, Api
+from tests.clock import CLOCK
 
 Json = dict[str, Any]
 
@@ -170,7 +170,7 @@ async def test_pings_are_counted_accepted_and_rejected(
     token = await device_token(api)
     before = (await sample(api, "contexto_pings_accepted_total"),
               await sample(api, "contexto_pings_rejected_total"))
-    now = datetime.now(UTC).isoformat()
+    now = CLOCK().isoformat()
     await api.ok("POST", "/v1/pings", token=token, expect=202,
                  json={"pings": [{"lat": lat, "lng": 2.35, "ts": now} for lat in lats]})
     after = (await sample(api, "contexto_pings_accepted_total"),

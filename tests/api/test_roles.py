@@ -13,13 +13,14 @@ import base64
 import hashlib
 import secrets
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 from typing import Any
 
 import asyncpg
 import pytest
 
 from tests.api.conftest import ADMIN_TOKEN, Api
+from tests.clock import CLOCK
 
 pytestmark = pytest.mark.asyncio(loop_scope="module")
 
@@ -42,7 +43,7 @@ def device_body() -> dict[str, Any]:
 
 
 def campaign_body() -> dict[str, Any]:
-    now = datetime.now(UTC)
+    now = CLOCK()
     return {
         "name": "Coats at dusk",
         "trigger": {"kind": "enter", "tags": ["matrix"]},
@@ -62,7 +63,7 @@ def import_body() -> dict[str, Any]:
 
 
 def now_iso() -> str:
-    return datetime.now(UTC).isoformat()
+    return CLOCK().isoformat()
 
 
 @dataclass(frozen=True)

@@ -5,12 +5,13 @@ from __future__ import annotations
 
 import asyncio
 import queue
+import secrets
 import threading
 import time
 from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import asynccontextmanager, contextmanager
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 import asyncpg
@@ -21,6 +22,7 @@ from litestar.testing import AsyncTestClient
 from app.main import create_app
 from campaigns.fcm_emulator import run_emulator
 from tests.api.conftest import ADMIN_TOKEN, Api, settings_for
+from tests.clock import CLOCK, now
 
 # A store fence: a 60 m-radius circle around this point (Paris, rue Cler).
 SHOP_LAT, SHOP_LNG = 48.8566, 2.3065
@@ -62,7 +64,7 @@ class World:
         (await self.emulator.post("/emulator/faults", json=body)).raise_for_status()
 
     async def campaign(self, **overrides: Any) -> dict[str, Any]:
-        now = datetime.now(UTC)
+        now = CLOCK()
         body: dict[str, Any] = {
             "name": "coffee at the door",
             "trigger": {"kind": "enter", "store_ids": [self.store_id]},
@@ -80,7 +82,7 @@ class World:
 
     async def device(self, *, marketing: bool = True, location: bool = True,
                      token: str | None = None, timezone: str = "UTC") -> tuple[str, str]:
-        body = {"platform": "android", "fcm_token": token or f"tok-{time.time_ns()}",
+        body = {"platform": "android", "fcm_token": token or f"tok-{secrets.token_hex(8)}",
                 "timezone": timezone,
                 "consent": {"location": location, "marketing_push": marketing}}
         reg = await self.api.ok("POST", "/v1/devices", self.app_token, json=body)
@@ -89,7 +91,7 @@ class World:
     async def walk_in(self, device_token: str, *, start: datetime | None = None,
                       expect: int = 202) -> Any:
         """Approach from 300 m north, then stand inside for a minute."""
-        t0 = start or datetime.now(UTC) - timedelta(seconds=120)
+        t0 = start or now() - timedelta(seconds=120)
         pings = []
         for i, north in enumerate([300, 200, 120, 60, 10, 0, -5, 0]):
             lat, lng = offset(SHOP_LAT, SHOP_LNG, north, 0)
@@ -100,7 +102,7 @@ class World:
         return response.json()
 
     async def walk_out(self, device_token: str, *, start: datetime | None = None) -> Any:
-        t0 = start or datetime.now(UTC) - timedelta(seconds=60)
+        t0 = start or now() - timedelta(seconds=60)
         pings = []
         for i, north in enumerate([150, 250, 350, 450, 550]):
             lat, lng = offset(SHOP_LAT, SHOP_LNG, north, 0)
@@ -184,7 +186,7 @@ async def build_world(database_url: str, *, run_dispatcher: bool) -> AsyncIterat
     with emulator_thread() as emulator_url:
         settings = settings_for(database_url, run_dispatcher=run_dispatcher,
                                 fcm_endpoint=emulator_url, dispatch_lease_seconds=2.0)
-        app = create_app(settings)
+        app = create_app(settings, clock=CLOCK)
         async with AsyncTestClient(app=app) as client, \
                 httpx.AsyncClient(base_url=emulator_url) as emulator:
             api = Api(client)

@@ -7,7 +7,7 @@ import io
 import json
 import random
 from collections.abc import AsyncIterator
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 
 import httpx
 import msgspec
@@ -20,6 +20,7 @@ from fixtures import demo
 from geo.fences import Geometry, validate
 from geo.model import FeatureCollection, StoreIn
 from tests.api.conftest import ADMIN_TOKEN, settings_for
+from tests.clock import CLOCK
 from tests.e2e.conftest import emulator_thread
 
 
@@ -28,10 +29,11 @@ async def demo_run(database_url: str) -> AsyncIterator[tuple[demo.DemoResult, st
     with emulator_thread() as emulator_url:
         settings = settings_for(database_url, run_dispatcher=True, fcm_endpoint=emulator_url,
                                 dispatch_lease_seconds=2.0)
-        async with AsyncTestClient(app=create_app(settings)) as client, \
+        async with AsyncTestClient(app=create_app(settings, clock=CLOCK)) as client, \
                 httpx.AsyncClient(base_url=emulator_url) as emulator:
             out = io.StringIO()
-            result = await demo.Demo(client, emulator, ADMIN_TOKEN, out, pace=0.0).run()
+            result = await demo.Demo(client, emulator, ADMIN_TOKEN, out, pace=0.0,
+                                     clock=CLOCK).run()
             yield result, out.getvalue()
 
 
@@ -57,7 +59,7 @@ def test_the_campaigns_are_valid_and_cover_every_trigger_kind() -> None:
     ids = {s.external_id: f"00000000-0000-0000-0000-{i:012d}" for i, s in enumerate(district)}
     zones = {s.external_id: s.timezone for s in district}
     doc = json.loads(demo.CAMPAIGNS_PATH.read_text())
-    now = datetime.now(UTC)
+    now = CLOCK()
     specs = [msgspec.convert(b, CampaignSpec)
              for b in demo.campaign_bodies(doc, ids, zones, now)]
     assert {s.trigger.kind for s in specs} == {"enter", "dwell", "exit", "predicted_next"}
@@ -67,7 +69,7 @@ def test_the_campaigns_are_valid_and_cover_every_trigger_kind() -> None:
 
 
 def test_the_shoppers_pings_are_acceptable_and_in_the_last_half_hour() -> None:
-    now = datetime.now(UTC)
+    now = CLOCK()
     doc = json.loads(demo.SHOPPERS_PATH.read_text())
     shoppers = demo.plan_shoppers(doc, demo.load_district(), random.Random(1), now)
     assert len(shoppers) >= 15

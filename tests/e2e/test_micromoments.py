@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import asyncio
 import uuid
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 
 import asyncpg
 
 from app.db import init_connection
 from campaigns.dispatch import Dispatcher
 from campaigns.fcm import FcmGateway
+from tests.clock import CLOCK
 from tests.e2e.conftest import SHOP_LAT, SHOP_LNG, World, offset
 
 
@@ -28,7 +29,7 @@ async def test_one_visit_sends_exactly_one_message_with_the_offer_and_its_lifeti
     assert message["data"]["campaign_id"] == campaign["id"]
     assert message["data"]["sku"] == "coffee-1"
     expires_at = datetime.fromisoformat(message["data"]["expires_at"])
-    left = (expires_at - datetime.now(UTC)).total_seconds()
+    left = (expires_at - CLOCK()).total_seconds()
     ttl = float(message["android"]["ttl"].rstrip("s"))
     assert abs(ttl - left) < 5
     assert int(message["apns"]["headers"]["apns-expiration"]) == int(expires_at.timestamp())
@@ -41,7 +42,7 @@ async def test_a_second_visit_within_the_cap_sends_nothing(world: World) -> None
     await world.walk_in(token)
     await world.wait_for(lambda m: len(m) >= 1)
     await world.walk_out(token)
-    await world.walk_in(token, start=datetime.now(UTC))
+    await world.walk_in(token, start=CLOCK())
     assert len(await world.settle()) == 1
 
 
@@ -57,7 +58,7 @@ async def test_without_marketing_consent_nothing_is_sent_and_the_reason_is_count
 
 async def test_in_the_devices_quiet_hours_nothing_is_sent(world: World) -> None:
     campaign = await world.campaign()
-    now = datetime.now(UTC)
+    now = CLOCK()
     quiet = {"from": (now - timedelta(hours=1)).strftime("%H:%M"),
              "to": (now + timedelta(hours=1)).strftime("%H:%M")}
     await world.api.ok("PUT", "/v1/policy", expect=200, json={
@@ -102,7 +103,7 @@ async def test_an_unregistered_token_is_retired_and_never_sent_to_again(world: W
 async def test_twenty_concurrent_copies_of_a_batch_send_one_message(world: World) -> None:
     campaign = await world.campaign(caps={})
     _, token = await world.device()
-    start = datetime.now(UTC) - timedelta(seconds=120)
+    start = CLOCK() - timedelta(seconds=120)
     await asyncio.gather(*(world.walk_in(token, start=start) for _ in range(20)))
     await world.wait_for(lambda m: len(m) >= 1)
     assert len(await world.settle()) == 1
@@ -118,7 +119,7 @@ async def test_a_fence_created_a_moment_ago_triggers_on_the_next_ping(world: Wor
     await world.api.ok("POST", f"/v1/stores/{store['id']}/geofences", json={
         "name": "kiosk", "geometry": {"type": "Point", "coordinates": [lng, lat]},
         "radius_m": 50})
-    now = datetime.now(UTC)
+    now = CLOCK()
     pings = [{"lat": lat, "lng": lng, "accuracy_m": 5,
               "ts": (now - timedelta(seconds=s)).isoformat()} for s in (20, 10)]
     await world.api.ok("POST", "/v1/pings", token, expect=202, json={"pings": pings})
@@ -129,7 +130,7 @@ async def test_a_fence_created_a_moment_ago_triggers_on_the_next_ping(world: Wor
 async def test_a_moment_older_than_the_offer_ttl_is_never_sent(world: World) -> None:
     campaign = await world.campaign(offer_ttl_seconds=60)
     _, token = await world.device()
-    await world.walk_in(token, start=datetime.now(UTC) - timedelta(minutes=30))
+    await world.walk_in(token, start=CLOCK() - timedelta(minutes=30))
     assert await world.settle() == []
     stats = await world.stats(campaign["id"])
     assert (stats["triggered"], stats["suppressed"]["moment_expired"]) == (1, 1)
@@ -140,7 +141,7 @@ async def test_an_offer_that_runs_out_while_fcm_is_unavailable_ends_expired(
     campaign = await world.campaign(offer_ttl_seconds=60)
     await world.fault(503, 5, retry_after=120)
     _, token = await world.device()
-    await world.walk_in(token, start=datetime.now(UTC) - timedelta(seconds=45))
+    await world.walk_in(token, start=CLOCK() - timedelta(seconds=45))
     for _ in range(100):
         rows = await world.delivery_rows(campaign["id"])
         if rows and rows[0]["status"] == "expired":
@@ -163,8 +164,8 @@ async def test_rows_claimed_by_a_killed_dispatcher_are_sent_after_restart_once(
                          credentials_path=None)
     try:
         killed = Dispatcher(pool, gateway, lease=timedelta(seconds=30))
-        assert len(await killed.claim(datetime.now(UTC))) == 3  # then it dies before sending
-        later = datetime.now(UTC) + timedelta(seconds=31)
+        assert len(await killed.claim(CLOCK())) == 3  # then it dies before sending
+        later = CLOCK() + timedelta(seconds=31)
         restarted = Dispatcher(pool, gateway, lease=timedelta(seconds=30), clock=lambda: later)
         assert await restarted.run_once() == 3
         assert await restarted.run_once() == 0
@@ -185,7 +186,7 @@ async def test_feedback_from_the_device_is_counted_once_per_kind(world: World) -
         if (await world.delivery_rows(campaign["id"]))[0]["status"] == "sent":
             break
         await asyncio.sleep(0.05)
-    now = datetime.now(UTC).isoformat()
+    now = CLOCK().isoformat()
     for kind, recorded in (("opened", True), ("opened", False), ("redeemed", True)):
         body = await world.api.ok("POST", f"/v1/deliveries/{delivery_id}/events", token,
                                   expect=202, json={"kind": kind, "ts": now})
@@ -201,7 +202,7 @@ async def test_feedback_from_the_device_is_counted_once_per_kind(world: World) -
 async def test_the_export_holds_presence_events_visits_and_deliveries(world: World) -> None:
     campaign = await world.campaign()
     _, token = await world.device()
-    now = datetime.now(UTC)
+    now = CLOCK()
     await world.walk_in(token, start=now - timedelta(minutes=4))
     await world.walk_out(token, start=now - timedelta(minutes=2))
     export = await world.api.ok("GET", "/v1/devices/me/export", token)

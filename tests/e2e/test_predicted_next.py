@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import asyncio
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
+from tests.clock import CLOCK
 from tests.e2e.conftest import SHOP_LAT, SHOP_LNG, World, offset
 
 
@@ -18,7 +19,7 @@ async def _routine(world: World, customer: str) -> tuple[str, str, dict[str, Any
     await world.api.ok("POST", f"/v1/stores/{store_b['id']}/geofences", json={
         "name": "b", "geometry": {"type": "Point", "coordinates": [lng, lat]}, "radius_m": 40})
     rows = ["user_id,place_id,ts"]
-    start = datetime.now(UTC) - timedelta(days=30)
+    start = CLOCK() - timedelta(days=30)
     for user in [customer, *(f"crowd-{i}" for i in range(20))]:
         for day in range(30):
             at = start + timedelta(days=day, hours=8)
@@ -59,7 +60,7 @@ async def test_leaving_a_reaches_the_customer_with_bs_offer_before_they_enter_b(
     store_b, customer, _ = await _routine(world, "cust-routine")
     campaign = await world.campaign(**_campaign_for(store_b, 0.2))
     token = await _device_of(world, customer)
-    now = datetime.now(UTC)
+    now = CLOCK()
     await world.walk_in(token, start=now - timedelta(minutes=4))
     await world.walk_out(token, start=now - timedelta(minutes=2))
     messages = await world.wait_for(lambda m: len(m) >= 1)
@@ -73,7 +74,7 @@ async def test_leaving_a_reaches_the_customer_with_bs_offer_before_they_enter_b(
 
     lat, lng = offset(SHOP_LAT, SHOP_LNG, 0, 1000)
     arrive = [{"lat": lat, "lng": lng, "accuracy_m": 5,
-               "ts": (datetime.now(UTC) - timedelta(seconds=s)).isoformat()} for s in (20, 10)]
+               "ts": (CLOCK() - timedelta(seconds=s)).isoformat()} for s in (20, 10)]
     await world.api.ok("POST", "/v1/pings", token, expect=202, json={"pings": arrive})
     stats = await world.stats(campaign["id"])
     assert (stats["predicted"], stats["predicted_arrived"]) == (1, 1)
@@ -83,7 +84,7 @@ async def test_with_min_probability_above_the_models_nothing_is_sent(world: Worl
     store_b, customer, _ = await _routine(world, "cust-unsure")
     campaign = await world.campaign(**_campaign_for(store_b, 0.999))
     token = await _device_of(world, customer)
-    now = datetime.now(UTC)
+    now = CLOCK()
     await world.walk_in(token, start=now - timedelta(minutes=4))
     await world.walk_out(token, start=now - timedelta(minutes=2))
     assert await world.settle() == []
@@ -95,7 +96,7 @@ async def test_moving_away_after_leaving_a_triggers_once_when_the_campaign_start
         world: World) -> None:
     store_b, customer, _ = await _routine(world, "cust-moving")
     token = await _device_of(world, customer)
-    now = datetime.now(UTC)
+    now = CLOCK()
     await world.walk_in(token, start=now - timedelta(minutes=6))
     await world.walk_out(token, start=now - timedelta(minutes=4))
     campaign = await world.campaign(**_campaign_for(store_b, 0.2))
@@ -108,9 +109,9 @@ async def test_moving_away_after_leaving_a_triggers_once_when_the_campaign_start
                           "ts": (start + timedelta(seconds=20 * i)).isoformat()})
         await world.api.ok("POST", "/v1/pings", token, expect=202, json={"pings": pings})
 
-    await move(datetime.now(UTC) - timedelta(seconds=150))
+    await move(CLOCK() - timedelta(seconds=150))
     await world.wait_for(lambda m: len(m) >= 1)
-    await move(datetime.now(UTC) - timedelta(seconds=70))
+    await move(CLOCK() - timedelta(seconds=70))
     assert [m["message"]["notification"]["title"] for m in await world.settle()] == [
         "Warm croissants at Bakery B"]
     (delivery,) = await world.delivery_rows(campaign["id"])
