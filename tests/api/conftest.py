@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import asyncio
-import uuid
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from typing import Any
 
 import asyncpg
@@ -12,7 +10,6 @@ import pytest
 import pytest_asyncio
 from litestar.testing import AsyncTestClient
 
-from app.dsn import with_database
 from app.main import create_app
 from app.settings import Settings
 from tests.clock import CLOCK
@@ -55,26 +52,6 @@ async def api(database_url: str) -> AsyncIterator[Api]:
     app = create_app(settings_for(database_url), clock=CLOCK)
     async with AsyncTestClient(app=app) as client:
         yield Api(client)
-
-
-async def _execute(dsn: str, statement: str) -> None:
-    conn = await asyncpg.connect(dsn)
-    try:
-        await conn.execute(statement)
-    finally:
-        await conn.close()
-
-
-@pytest.fixture(scope="module")
-def module_database_url(server_dsn: str, template_db: str) -> Iterator[str]:
-    """One fresh database for a whole module, whose tests each build their own objects in it
-    (a clone per test costs about a second; building a few objects costs milliseconds)."""
-    name = f"contexto_mod_{uuid.uuid4().hex[:12]}"
-    asyncio.run(_execute(server_dsn, f'CREATE DATABASE "{name}" TEMPLATE "{template_db}"'))
-    try:
-        yield with_database(server_dsn, name)
-    finally:
-        asyncio.run(_execute(server_dsn, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
 
 
 @pytest_asyncio.fixture(scope="module", loop_scope="module")
