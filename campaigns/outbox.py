@@ -33,8 +33,8 @@ ON CONFLICT (campaign_id, device_id, moment_key) DO NOTHING
 RETURNING id
 """
 INSERT_SUPPRESSIONS = """
-INSERT INTO suppressions (campaign_id, device_id, moment_key, reason, detail)
-SELECT c, $2, $3, r, d FROM unnest($1::uuid[], $4::text[], $5::text[]) AS t(c, r, d)
+INSERT INTO suppressions (campaign_id, device_id, moment_key, reason, detail, created_at)
+SELECT c, $2, $3, r, d, $6 FROM unnest($1::uuid[], $4::text[], $5::text[]) AS t(c, r, d)
 ON CONFLICT (campaign_id, device_id, moment_key) DO NOTHING
 """
 
@@ -70,7 +70,7 @@ async def record(conn: Connection, decision: Decision, now: datetime) -> PastPus
         await conn.execute(
             INSERT_SUPPRESSIONS, [s.campaign_id for s in decision.suppressions], m.device_id,
             key, [s.reason for s in decision.suppressions],
-            [s.detail for s in decision.suppressions],
+            [s.detail for s in decision.suppressions], now,
         )
     chosen = decision.chosen
     if chosen is None or decision.expires_at is None:
