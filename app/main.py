@@ -21,6 +21,7 @@ from app.errors import exception_handlers
 from app.lifespan import catalog, database, prediction, push_delivery
 from app.metrics import Metrics, count_unrouted, metrics_middleware
 from app.ratelimit import DeviceBudget
+from app.routes.audit import AuditController
 from app.routes.campaigns import CampaignController, PolicyController
 from app.routes.deliveries import DeliveryController
 from app.routes.devices import DeviceController
@@ -59,7 +60,7 @@ def create_app(settings: Settings, *, clock: Clock = system_clock) -> Litestar:
         route_handlers=[
             ApiKeyController, StoreController, GeofenceController, DeviceController,
             PingController, CampaignController, PolicyController, DeliveryController,
-            VisitController, healthz, readyz, metrics,
+            VisitController, AuditController, healthz, readyz, metrics,
         ],
         dependencies={
             "pool": Provide(provide_pool),
