@@ -22,9 +22,11 @@ from geo.errors import NotFound
 Role = Literal["admin", "campaign_manager", "store_manager", "app", "device"]
 KEY_PREFIX = "ctxk_"
 DEVICE_PREFIX = "ctxd_"
+# Who the audit log names for a write made with `CONTEXTO_ADMIN_TOKEN`, which has no key row.
+ENVIRONMENT_ADMIN = "environment admin token"
 
 _KEY_LOOKUP = """
-SELECT id, role, store_ids FROM api_keys WHERE token_hash = $1 AND revoked_at IS NULL
+SELECT id, name, role, store_ids FROM api_keys WHERE token_hash = $1 AND revoked_at IS NULL
 """
 _DEVICE_LOOKUP = "SELECT id FROM devices WHERE token_hash = $1"
 
@@ -32,6 +34,7 @@ _DEVICE_LOOKUP = "SELECT id FROM devices WHERE token_hash = $1"
 class Principal(msgspec.Struct, frozen=True):
     role: Role
     key_id: UUID | None = None
+    key_name: str | None = None
     store_ids: frozenset[UUID] = frozenset()
     device_id: UUID | None = None
 
@@ -74,7 +77,7 @@ async def authenticate(connection: ASGIConnection[Any, Any, Any, Any]) -> Princi
     digest = token_hash(token)
     admin_hash: bytes | None = connection.app.state.admin_token_hash
     if admin_hash is not None and hmac.compare_digest(digest, admin_hash):
-        return Principal(role="admin")
+        return Principal(role="admin", key_name=ENVIRONMENT_ADMIN)
     pool = connection.app.state.pool
     if token.startswith(DEVICE_PREFIX):
         device_id = await pool.fetchval(_DEVICE_LOOKUP, digest)
@@ -83,7 +86,7 @@ async def authenticate(connection: ASGIConnection[Any, Any, Any, Any]) -> Princi
     elif token.startswith(KEY_PREFIX):
         row = await pool.fetchrow(_KEY_LOOKUP, digest)
         if row is not None:
-            return Principal(role=row["role"], key_id=row["id"],
+            return Principal(role=row["role"], key_id=row["id"], key_name=row["name"],
                              store_ids=frozenset(row["store_ids"]))
     raise NotAuthorizedException("the token is unknown or has been revoked")
 

@@ -1,6 +1,6 @@
 """Resources that live as long as the app: the database pool (migrated on start), the in-memory
-catalog (fence index, campaigns, policy) kept fresh by NOTIFY, the FCM gateway and the
-dispatcher worker.
+catalog (fence index, campaigns, policy) kept fresh by NOTIFY, the FCM gateway, the
+dispatcher worker and the retention loop.
 
 One rule: each resource is an async context manager that puts itself on `app.state`, and is
 closed in the reverse order.
@@ -19,6 +19,7 @@ from litestar import Litestar
 from app.catalog import Catalog, watching
 from app.db import open_pool
 from app.prediction import Predictor, serving
+from app.retention import purging
 from campaigns.dispatch import Dispatcher
 from campaigns.fcm import FcmGateway
 from campaigns.fcm_emulator import run_emulator
@@ -52,6 +53,18 @@ async def prediction(app: Litestar) -> AsyncIterator[None]:
     app.state.predictor = Predictor()
     async with serving(app.state.predictor, app.state.pool, model_path=settings.model_path,
                        refit_seconds=settings.predict_refit_seconds, clock=app.state.clock):
+        yield
+
+
+@asynccontextmanager
+async def retention(app: Litestar) -> AsyncIterator[None]:
+    """Pings and signals past `retention_days` deleted in the background."""
+    settings = app.state.settings
+    deleted = app.state.metrics.retention_deleted
+    async with purging(app.state.pool, app.state.clock, days=settings.retention_days,
+                       interval_seconds=settings.retention_interval_seconds,
+                       batch=settings.retention_batch,
+                       on_purged=lambda p: deleted.labels(p.table).inc(p.rows)):
         yield
 
 

@@ -18,9 +18,10 @@ from litestar.openapi.spec import Components, SecurityScheme
 from app.auth import provide_principal, role_guard, token_hash
 from app.clock import Clock, system_clock
 from app.errors import exception_handlers
-from app.lifespan import catalog, database, prediction, push_delivery
+from app.lifespan import catalog, database, prediction, push_delivery, retention
 from app.metrics import Metrics, count_unrouted, metrics_middleware
 from app.ratelimit import DeviceBudget
+from app.routes.audit import AuditController
 from app.routes.campaigns import CampaignController, PolicyController
 from app.routes.deliveries import DeliveryController
 from app.routes.devices import DeviceController
@@ -59,7 +60,7 @@ def create_app(settings: Settings, *, clock: Clock = system_clock) -> Litestar:
         route_handlers=[
             ApiKeyController, StoreController, GeofenceController, DeviceController,
             PingController, CampaignController, PolicyController, DeliveryController,
-            VisitController, healthz, readyz, metrics,
+            VisitController, AuditController, healthz, readyz, metrics,
         ],
         dependencies={
             "pool": Provide(provide_pool),
@@ -70,7 +71,7 @@ def create_app(settings: Settings, *, clock: Clock = system_clock) -> Litestar:
         before_request=strict_body,
         after_exception=[count_unrouted],
         exception_handlers=exception_handlers(),
-        lifespan=[database, catalog, prediction, push_delivery],
+        lifespan=[database, catalog, prediction, retention, push_delivery],
         middleware=[metrics_middleware],
         state=state,
         request_max_body_size=settings.max_body_bytes,

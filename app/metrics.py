@@ -33,6 +33,9 @@ class Metrics:
                                          registry=self.registry)
         self.push_results = Counter("contexto_push_results", "FCM send outcomes",
                                     ["outcome"], registry=self.registry)
+        self.retention_deleted = Counter("contexto_retention_deleted",
+                                         "rows deleted by retention", ["table"],
+                                         registry=self.registry)
 
     def pings(self, accepted: int, rejected: int, events: int = 0, queued: int = 0) -> None:
         self.pings_accepted.inc(accepted)

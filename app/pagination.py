@@ -1,13 +1,15 @@
 """Keyset pagination shared by every list: `limit` (1..1000, default 100) and an opaque cursor.
 
-One rule: the cursor is the (created_at, id) of the last item served, so pages never skip or
-repeat items when rows are added meanwhile.
+One rule: the cursor is the (created_at, id) of the last item served (or the list's own time
+column, such as the audit log's `at`), so pages never skip or repeat items when rows are added
+meanwhile.
 """
 
 from __future__ import annotations
 
 import base64
 import binascii
+from collections.abc import Callable
 from datetime import datetime
 from typing import Annotated, Generic, TypeVar
 from uuid import UUID
@@ -44,12 +46,16 @@ def decode_cursor(cursor: str | None) -> tuple[datetime, UUID] | None:
     return created, ident
 
 
-def page_of(items: list[T], limit: int) -> Page[T]:
-    """A page from `limit + 1` fetched items: the extra one only says that more follow."""
+def page_of(items: list[T], limit: int,
+            position: Callable[[T], tuple[datetime, UUID]] | None = None) -> Page[T]:
+    """A page from `limit + 1` fetched items: the extra one only says that more follow.
+    `position` gives an item's keyset position; by default its (created_at, id)."""
     if len(items) <= limit:
         return Page(items, None)
     kept = items[:limit]
     last = kept[-1]
+    if position is not None:
+        return Page(kept, encode_cursor(*position(last)))
     return Page(kept, encode_cursor(last.created_at, last.id))  # type: ignore[attr-defined]
 
 

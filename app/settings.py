@@ -36,12 +36,23 @@ class Settings(msgspec.Struct, kw_only=True, frozen=True):
     # Per device and route (pings, signals): a burst, then a steady rate of batches.
     device_burst: float = 30.0
     device_batches_per_second: float = 0.5
+    # Pings and signals are kept this many days (by their `ts`), then deleted by a background
+    # pass every `retention_interval_seconds`, at most `retention_batch` rows per statement.
+    retention_days: int = 30
+    retention_interval_seconds: float = 3600.0
+    retention_batch: int = 5000
 
     def __post_init__(self) -> None:
         if not 0 <= self.h3_resolution <= 15:
             raise ValueError("H3_RESOLUTION must be within 0..15")
         if not 0 < self.port < 65536:
             raise ValueError("PORT must be within 1..65535")
+        if self.retention_days < 1:
+            raise ValueError("RETENTION_DAYS must be at least 1")
+        if not self.retention_interval_seconds > 0:
+            raise ValueError("RETENTION_INTERVAL_SECONDS must be more than 0")
+        if self.retention_batch < 1:
+            raise ValueError("the retention batch must be at least 1 row")
 
 
 def _flag(value: str) -> bool:
@@ -68,6 +79,8 @@ def from_environment(env: Mapping[str, str], *, database_url: str,
         predict_refit_seconds=float(env.get("CONTEXTO_REFIT_SECONDS", "3600")),
         device_burst=float(env.get("DEVICE_BURST", "30")),
         device_batches_per_second=float(env.get("DEVICE_BATCHES_PER_SECOND", "0.5")),
+        retention_days=int(env.get("RETENTION_DAYS", "30")),
+        retention_interval_seconds=float(env.get("RETENTION_INTERVAL_SECONDS", "3600")),
         embedded_emulator_port=(
             int(env.get("FCM_EMULATOR_PORT", "8765"))
             if not env.get("FCM_ENDPOINT") and not env.get("GOOGLE_APPLICATION_CREDENTIALS")

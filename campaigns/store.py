@@ -27,6 +27,8 @@ VALUES ($1, $2, $3, $4, $5, $6, CASE WHEN $3 = 'active' THEN $7::timestamptz END
 RETURNING {_COLUMNS}
 """
 SELECT_CAMPAIGN = f"SELECT {_COLUMNS} FROM campaigns WHERE id = $1"
+# A write that records what it changed reads the row locked, so no other write slips in between.
+LOCK_CAMPAIGN = SELECT_CAMPAIGN + " FOR UPDATE"
 LIST_CAMPAIGNS = f"""
 SELECT {_COLUMNS} FROM campaigns
 WHERE ($1::text IS NULL OR status = $1)
@@ -56,6 +58,7 @@ ORDER BY id
 SELECT_POLICY = """
 SELECT max_per_device_per_day, min_seconds_between_pushes, quiet_from, quiet_to FROM policy
 """
+LOCK_POLICY = SELECT_POLICY + " FOR UPDATE"
 UPDATE_POLICY = """
 UPDATE policy SET max_per_device_per_day = $1, min_seconds_between_pushes = $2,
     quiet_from = $3, quiet_to = $4, updated_at = now()
@@ -92,8 +95,9 @@ async def insert_campaign(conn: Connection, spec: CampaignSpec, now: datetime) -
     return _campaign(row)
 
 
-async def get_campaign(conn: Connection, campaign_id: UUID) -> Campaign:
-    row = await conn.fetchrow(SELECT_CAMPAIGN, campaign_id)
+async def get_campaign(conn: Connection, campaign_id: UUID, *, lock: bool = False) -> Campaign:
+    """The campaign; `lock`: also hold its row until the transaction ends."""
+    row = await conn.fetchrow(LOCK_CAMPAIGN if lock else SELECT_CAMPAIGN, campaign_id)
     if row is None:
         raise NotFound("campaign", campaign_id)
     return _campaign(row)
@@ -146,8 +150,9 @@ async def campaigns_referencing(conn: Connection, store_ids: Sequence[UUID],
     return [r["id"] for r in await conn.fetch(REFERENCING, list(store_ids), list(fence_ids))]
 
 
-async def get_policy(conn: Connection) -> Policy:
-    row = await conn.fetchrow(SELECT_POLICY)
+async def get_policy(conn: Connection, *, lock: bool = False) -> Policy:
+    """The policy; `lock`: also hold its row until the transaction ends."""
+    row = await conn.fetchrow(LOCK_POLICY if lock else SELECT_POLICY)
     assert row is not None
     quiet = (QuietHours(from_=row["quiet_from"], to=row["quiet_to"])
              if row["quiet_from"] is not None else None)

@@ -38,6 +38,8 @@ INSERT INTO stores (id, name, timezone, address, external_id) VALUES ($1, $2, $3
 RETURNING {_STORE_COLUMNS}
 """
 SELECT_STORE = f"SELECT {_STORE_COLUMNS} FROM stores WHERE id = $1"
+# A write that records what it changed reads the row locked, so no other write slips in between.
+LOCK_STORE = SELECT_STORE + " FOR UPDATE"
 LIST_STORES = f"""
 SELECT {_STORE_COLUMNS} FROM stores
 WHERE ($1::uuid[] IS NULL OR id = any($1::uuid[]))
@@ -57,6 +59,7 @@ VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)
 RETURNING {_FENCE_COLUMNS}
 """
 SELECT_FENCE = f"SELECT {_FENCE_COLUMNS} FROM geofences WHERE id = $1"
+LOCK_FENCE = SELECT_FENCE + " FOR UPDATE"
 LIST_FENCES = f"""
 SELECT {_FENCE_COLUMNS} FROM geofences
 WHERE ($1::uuid[] IS NULL OR store_id = any($1::uuid[]))
@@ -65,6 +68,7 @@ WHERE ($1::uuid[] IS NULL OR store_id = any($1::uuid[]))
 ORDER BY created_at, id LIMIT $5
 """
 STORE_FENCES = f"SELECT {_FENCE_COLUMNS} FROM geofences WHERE store_id = $1 ORDER BY created_at, id"
+LOCK_STORE_FENCES = STORE_FENCES + " FOR UPDATE"
 REPLACE_FENCE = f"""
 UPDATE geofences SET name = $2, kind = $3, geometry = $4, area_wkb = $5, center_lng = $6,
     center_lat = $7, radius_m = $8, area_m2 = $9, dwell_seconds = $10, enabled = $11, tags = $12,
@@ -72,7 +76,6 @@ UPDATE geofences SET name = $2, kind = $3, geometry = $4, area_wkb = $5, center_
 WHERE id = $1 RETURNING {_FENCE_COLUMNS}
 """
 DELETE_FENCE = "DELETE FROM geofences WHERE id = $1 RETURNING id"
-FENCE_STORE = "SELECT store_id FROM geofences WHERE id = $1"
 EXISTING_STORES = "SELECT id FROM stores WHERE id = any($1::uuid[])"
 EXISTING_FENCES = "SELECT id FROM geofences WHERE id = any($1::uuid[])"
 CATALOG_VERSION = "SELECT version FROM catalog_version"
@@ -104,8 +107,9 @@ async def insert_store(conn: Connection, body: StoreIn) -> Store:
     return _store(row)
 
 
-async def get_store(conn: Connection, store_id: UUID) -> Store:
-    row = await conn.fetchrow(SELECT_STORE, store_id)
+async def get_store(conn: Connection, store_id: UUID, *, lock: bool = False) -> Store:
+    """The store; `lock`: also hold its row until the transaction ends."""
+    row = await conn.fetchrow(LOCK_STORE if lock else SELECT_STORE, store_id)
     if row is None:
         raise NotFound("store", store_id)
     return _store(row)
@@ -154,18 +158,12 @@ async def insert_fence(conn: Connection, store_id: UUID, body: GeofenceIn) -> Ge
     return _fence(row)
 
 
-async def get_fence(conn: Connection, fence_id: UUID) -> Geofence:
-    row = await conn.fetchrow(SELECT_FENCE, fence_id)
+async def get_fence(conn: Connection, fence_id: UUID, *, lock: bool = False) -> Geofence:
+    """The geofence; `lock`: also hold its row until the transaction ends."""
+    row = await conn.fetchrow(LOCK_FENCE if lock else SELECT_FENCE, fence_id)
     if row is None:
         raise NotFound("geofence", fence_id)
     return _fence(row)
-
-
-async def fence_store(conn: Connection, fence_id: UUID) -> UUID:
-    store_id: UUID | None = await conn.fetchval(FENCE_STORE, fence_id)
-    if store_id is None:
-        raise NotFound("geofence", fence_id)
-    return store_id
 
 
 async def list_fences(conn: Connection, stores: Sequence[UUID] | None, tag: str | None,
@@ -174,8 +172,10 @@ async def list_fences(conn: Connection, stores: Sequence[UUID] | None, tag: str 
     return [_fence(r) for r in rows]
 
 
-async def store_fences(conn: Connection, store_id: UUID) -> list[Geofence]:
-    return [_fence(r) for r in await conn.fetch(STORE_FENCES, store_id)]
+async def store_fences(conn: Connection, store_id: UUID, *,
+                       lock: bool = False) -> list[Geofence]:
+    query = LOCK_STORE_FENCES if lock else STORE_FENCES
+    return [_fence(r) for r in await conn.fetch(query, store_id)]
 
 
 async def replace_fence(conn: Connection, fence_id: UUID, body: GeofenceIn) -> Geofence:

@@ -12,7 +12,9 @@ from litestar import Controller, delete, get, patch, post, put
 from litestar.params import Parameter
 from msgspec import UNSET, Meta, UnsetType
 
-from app.auth import admits
+from app import audit
+from app.audit import Change
+from app.auth import Principal, admits
 from app.errors import invalid_field_of
 from app.pagination import Cursor, Limit, Page, after_of, page_of
 from campaigns import reports, store
@@ -49,12 +51,15 @@ class CampaignController(Controller):
     tags = ["campaigns"]
 
     @post(operation_id="createCampaign", opt=admits(*STAFF, action="create campaigns"))
-    async def create(self, data: CampaignSpec, pool: asyncpg.Pool,
+    async def create(self, data: CampaignSpec, pool: asyncpg.Pool, principal: Principal,
                      now: datetime) -> Campaign:
         """Schedule a micromoment offer: what triggers it, when, what it says, how long it
         lasts, and how often one device may get it."""
         async with pool.acquire() as conn, conn.transaction():
-            return await store.insert_campaign(conn, data, now)
+            campaign = await store.insert_campaign(conn, data, now)
+            await audit.record(conn, principal, now, Change("create", "campaign", campaign.id,
+                                                            after=campaign))
+        return campaign
 
     @get(operation_id="listCampaigns", opt=admits(*STAFF, action="list campaigns"))
     async def list_campaigns(
@@ -76,41 +81,56 @@ class CampaignController(Controller):
 
     @patch("/{campaign_id:uuid}", operation_id="updateCampaign",
            opt=admits(*STAFF, action="change campaigns"))
-    async def update(self, campaign_id: UUID, data: CampaignPatch,
-                     pool: asyncpg.Pool) -> Campaign:
+    async def update(self, campaign_id: UUID, data: CampaignPatch, pool: asyncpg.Pool,
+                     principal: Principal, now: datetime) -> Campaign:
         """Change a campaign; the result is validated as a whole, like a new campaign."""
         async with pool.acquire() as conn, conn.transaction():
-            current = await store.get_campaign(conn, campaign_id)
+            current = await store.get_campaign(conn, campaign_id, lock=True)
             merged = store.spec_of(current)
             merged.update(msgspec.to_builtins(data))
             try:
                 spec = msgspec.convert(merged, CampaignSpec)
             except msgspec.ValidationError as exc:
                 raise invalid_field_of(exc) from exc
-            return await store.update_campaign(conn, campaign_id, spec)
+            updated = await store.update_campaign(conn, campaign_id, spec)
+            await audit.record(conn, principal, now, Change("update", "campaign", campaign_id,
+                                                            before=current, after=updated))
+        return updated
 
     @delete("/{campaign_id:uuid}", operation_id="deleteCampaign",
             opt=admits(*STAFF, action="delete campaigns"))
-    async def remove(self, campaign_id: UUID, pool: asyncpg.Pool) -> None:
+    async def remove(self, campaign_id: UUID, pool: asyncpg.Pool, principal: Principal,
+                     now: datetime) -> None:
         """Delete a campaign and its delivery records."""
-        async with pool.acquire() as conn:
+        async with pool.acquire() as conn, conn.transaction():
+            current = await store.get_campaign(conn, campaign_id, lock=True)
             await store.delete_campaign(conn, campaign_id)
+            await audit.record(conn, principal, now, Change("delete", "campaign", campaign_id,
+                                                            before=current))
 
     @post("/{campaign_id:uuid}/activate", operation_id="activateCampaign", status_code=200,
           opt=admits(*STAFF, action="activate campaigns"))
-    async def activate(self, campaign_id: UUID, pool: asyncpg.Pool,
+    async def activate(self, campaign_id: UUID, pool: asyncpg.Pool, principal: Principal,
                        now: datetime) -> Campaign:
         """Make the campaign live from the next ping on (409 when its schedule has ended)."""
         async with pool.acquire() as conn, conn.transaction():
-            return await store.set_status(conn, campaign_id, "active", now)
+            current = await store.get_campaign(conn, campaign_id, lock=True)
+            updated = await store.set_status(conn, campaign_id, "active", now)
+            await audit.record(conn, principal, now, Change("activate", "campaign", campaign_id,
+                                                            before=current, after=updated))
+        return updated
 
     @post("/{campaign_id:uuid}/pause", operation_id="pauseCampaign", status_code=200,
           opt=admits(*STAFF, action="pause campaigns"))
-    async def pause(self, campaign_id: UUID, pool: asyncpg.Pool,
+    async def pause(self, campaign_id: UUID, pool: asyncpg.Pool, principal: Principal,
                     now: datetime) -> Campaign:
         """Stop the campaign triggering; offers already queued still go out until they expire."""
         async with pool.acquire() as conn, conn.transaction():
-            return await store.set_status(conn, campaign_id, "paused", now)
+            current = await store.get_campaign(conn, campaign_id, lock=True)
+            updated = await store.set_status(conn, campaign_id, "paused", now)
+            await audit.record(conn, principal, now, Change("pause", "campaign", campaign_id,
+                                                            before=current, after=updated))
+        return updated
 
 
     @get("/{campaign_id:uuid}/deliveries", operation_id="listCampaignDeliveries",
@@ -148,7 +168,12 @@ class PolicyController(Controller):
             return await store.get_policy(conn)
 
     @put(operation_id="putPolicy", opt=admits("admin", action="change the policy"))
-    async def put_policy(self, data: Policy, pool: asyncpg.Pool) -> Policy:
+    async def put_policy(self, data: Policy, pool: asyncpg.Pool, principal: Principal,
+                         now: datetime) -> Policy:
         """Replace the global pressure limits; `quiet_hours: null` turns quiet hours off."""
         async with pool.acquire() as conn, conn.transaction():
-            return await store.put_policy(conn, data)
+            before = await store.get_policy(conn, lock=True)
+            after = await store.put_policy(conn, data)
+            await audit.record(conn, principal, now, Change("update", "policy", None,
+                                                            before=before, after=after))
+        return after

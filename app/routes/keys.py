@@ -1,4 +1,5 @@
-"""API keys: issued and revoked by admins; the token is shown once, only its hash is kept."""
+"""API keys: issued and revoked by admins; the token is shown once, only its hash is kept (and
+the audit log records the key as listed, without either)."""
 
 from __future__ import annotations
 
@@ -11,7 +12,9 @@ import msgspec
 from litestar import Controller, delete, get, post
 from msgspec import Meta
 
-from app.auth import KEY_PREFIX, admits, new_token, token_hash
+from app import audit
+from app.audit import Change
+from app.auth import KEY_PREFIX, Principal, admits, new_token, token_hash
 from app.pagination import Cursor, Limit, Page, after_of, page_of
 from geo import store as geo_store
 from geo.errors import InvalidField, NotFound
@@ -59,7 +62,8 @@ WHERE revoked_at IS NULL AND ($1::timestamptz IS NULL OR (created_at, id) > ($1,
 ORDER BY created_at, id LIMIT $3
 """
 REVOKE_KEY = """
-UPDATE api_keys SET revoked_at = $2 WHERE id = $1 AND revoked_at IS NULL RETURNING id
+UPDATE api_keys SET revoked_at = $2 WHERE id = $1 AND revoked_at IS NULL
+RETURNING id, name, role, store_ids, created_at, revoked_at
 """
 
 
@@ -68,16 +72,20 @@ class ApiKeyController(Controller):
     tags = ["keys"]
 
     @post(operation_id="createApiKey", opt=admits("admin", action="issue API keys"))
-    async def create(self, data: ApiKeyIn, pool: asyncpg.Pool) -> IssuedApiKey:
+    async def create(self, data: ApiKeyIn, pool: asyncpg.Pool, principal: Principal,
+                     now: datetime) -> IssuedApiKey:
         """Issue a key. The token is in this response only; the service keeps its hash."""
-        async with pool.acquire() as conn:
+        async with pool.acquire() as conn, conn.transaction():
             missing = await geo_store.missing_ids(conn, geo_store.EXISTING_STORES, data.store_ids)
             if missing:
                 raise InvalidField("store_ids", f"unknown stores: {', '.join(map(str, missing))}")
             token = new_token(KEY_PREFIX)
             row = await conn.fetchrow(INSERT_KEY, uuid4(), data.name, data.role,
                                       data.store_ids, token_hash(token))
-        assert row is not None
+            assert row is not None
+            key = ApiKey(**dict(row))
+            await audit.record(conn, principal, now, Change("create", "api_key", key.id,
+                                                            after=key))
         return IssuedApiKey(**dict(row), token=token)
 
     @get(operation_id="listApiKeys", opt=admits("admin", action="list API keys"))
@@ -89,7 +97,14 @@ class ApiKeyController(Controller):
 
     @delete("/{key_id:uuid}", operation_id="revokeApiKey",
             opt=admits("admin", action="revoke API keys"))
-    async def revoke(self, key_id: UUID, pool: asyncpg.Pool, now: datetime) -> None:
+    async def revoke(self, key_id: UUID, pool: asyncpg.Pool, principal: Principal,
+                     now: datetime) -> None:
         """Revoke a key: its token is refused from the next request on."""
-        if await pool.fetchval(REVOKE_KEY, key_id, now) is None:
-            raise NotFound("api key", key_id)
+        async with pool.acquire() as conn, conn.transaction():
+            row = await conn.fetchrow(REVOKE_KEY, key_id, now)
+            if row is None:
+                raise NotFound("api key", key_id)
+            after = ApiKey(**dict(row))
+            before = msgspec.structs.replace(after, revoked_at=None)
+            await audit.record(conn, principal, now, Change("revoke", "api_key", key_id,
+                                                            before=before, after=after))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Annotated
 from uuid import UUID
 
@@ -9,6 +10,8 @@ import asyncpg
 from litestar import Controller, delete, get, patch, post, put
 from litestar.params import Parameter
 
+from app import audit
+from app.audit import Change
 from app.auth import Principal, admits
 from app.errors import decode_error_fields
 from app.pagination import Cursor, Limit, Page, after_of, page_of
@@ -50,10 +53,14 @@ class StoreController(Controller):
     tags = ["stores"]
 
     @post(operation_id="createStore", opt=admits("admin", action="create stores"))
-    async def create(self, data: StoreIn, pool: asyncpg.Pool) -> Store:
+    async def create(self, data: StoreIn, pool: asyncpg.Pool, principal: Principal,
+                     now: datetime) -> Store:
         """Create a store; `timezone` (IANA) is where its campaigns' dayparts are read."""
-        async with pool.acquire() as conn:
-            return await geo_store.insert_store(conn, data)
+        async with pool.acquire() as conn, conn.transaction():
+            store = await geo_store.insert_store(conn, data)
+            await audit.record(conn, principal, now, Change("create", "store", store.id,
+                                                            after=store))
+        return store
 
     @get(operation_id="listStores", opt=admits(*READERS, action="list stores"))
     async def list_stores(self, pool: asyncpg.Pool, principal: Principal, limit: Limit = 100,
@@ -74,36 +81,50 @@ class StoreController(Controller):
     @patch("/{store_id:uuid}", operation_id="updateStore",
            opt=admits("store_manager", action="change stores"))
     async def update(self, store_id: UUID, data: StorePatch, pool: asyncpg.Pool,
-                     principal: Principal) -> Store:
+                     principal: Principal, now: datetime) -> Store:
         """Change some of a store's fields; the others keep their values."""
         principal.require_store(store_id)
         async with pool.acquire() as conn, conn.transaction():
-            return await geo_store.patch_store(conn, store_id, data)
+            before = await geo_store.get_store(conn, store_id, lock=True)
+            after = await geo_store.patch_store(conn, store_id, data)
+            await audit.record(conn, principal, now, Change("update", "store", store_id,
+                                                            before=before, after=after))
+        return after
 
     @delete("/{store_id:uuid}", operation_id="deleteStore", opt=admits("admin",
                                                                         action="delete stores"))
-    async def remove(self, store_id: UUID, pool: asyncpg.Pool) -> None:
+    async def remove(self, store_id: UUID, pool: asyncpg.Pool, principal: Principal,
+                     now: datetime) -> None:
         """Delete a store and its geofences; refused (409) while a campaign names either."""
         async with pool.acquire() as conn, conn.transaction():
-            await geo_store.get_store(conn, store_id)
-            fences = [f.id for f in await geo_store.store_fences(conn, store_id)]
-            await _refuse_if_referenced(conn, [store_id], fences, f"store {store_id}")
+            # Locking the store keeps new fences out (their insert waits on it) and locking its
+            # fences keeps them as listed, so the audit records exactly what the cascade takes.
+            store = await geo_store.get_store(conn, store_id, lock=True)
+            fences = await geo_store.store_fences(conn, store_id, lock=True)
+            await _refuse_if_referenced(conn, [store_id], [f.id for f in fences],
+                                        f"store {store_id}")
             await geo_store.delete_store(conn, store_id)
+            await audit.record(conn, principal, now,
+                               Change("delete", "store", store_id, before=store),
+                               *(Change("delete", "geofence", f.id, before=f) for f in fences))
 
     @post("/{store_id:uuid}/geofences", operation_id="createGeofence",
           opt=admits("store_manager", action="draw geofences"))
     async def create_fence(self, store_id: UUID, data: GeofenceIn, pool: asyncpg.Pool,
-                           principal: Principal) -> Geofence:
+                           principal: Principal, now: datetime) -> Geofence:
         """Draw a geofence: a GeoJSON Polygon or MultiPolygon, or a Point with `radius_m`."""
         principal.require_store(store_id)
         async with pool.acquire() as conn, conn.transaction():
             await geo_store.get_store(conn, store_id)
-            return await geo_store.insert_fence(conn, store_id, data)
+            fence = await geo_store.insert_fence(conn, store_id, data)
+            await audit.record(conn, principal, now, Change("create", "geofence", fence.id,
+                                                            after=fence))
+        return fence
 
     @post("/{store_id:uuid}/geofences/import", operation_id="importGeofences",
           opt=admits("store_manager", action="import geofences"))
     async def import_fences(self, store_id: UUID, data: FeatureCollection, pool: asyncpg.Pool,
-                            principal: Principal) -> CreatedGeofences:
+                            principal: Principal, now: datetime) -> CreatedGeofences:
         """Import a FeatureCollection (properties: name, radius_m, dwell_seconds, tags, enabled):
         all of it, or nothing when any feature is invalid."""
         principal.require_store(store_id)
@@ -128,6 +149,9 @@ class StoreController(Controller):
                     where = "" if exc.field.startswith("geometry") else "properties."
                     field = f"features[{i}].{where}{exc.field}"
                     raise InvalidGeometry(field, exc.message) from exc
+            # One entry per fence, so each fence's history is found under its own id.
+            await audit.record(conn, principal, now,
+                               *(Change("import", "geofence", f.id, after=f) for f in created))
         return CreatedGeofences(created)
 
     @get("/{store_id:uuid}/geofences/export", operation_id="exportGeofences",
@@ -180,19 +204,25 @@ class GeofenceController(Controller):
     @put("/{fence_id:uuid}", operation_id="replaceGeofence",
          opt=admits("store_manager", action="change geofences"))
     async def replace(self, fence_id: UUID, data: GeofenceIn, pool: asyncpg.Pool,
-                      principal: Principal) -> Geofence:
+                      principal: Principal, now: datetime) -> Geofence:
         """Replace a geofence; its version goes up and the very next ping sees the change."""
         async with pool.acquire() as conn, conn.transaction():
-            principal.require_store(await geo_store.fence_store(conn, fence_id), "geofence",
-                                    fence_id)
-            return await geo_store.replace_fence(conn, fence_id, data)
+            before = await geo_store.get_fence(conn, fence_id, lock=True)
+            principal.require_store(before.store_id, "geofence", fence_id)
+            after = await geo_store.replace_fence(conn, fence_id, data)
+            await audit.record(conn, principal, now, Change("update", "geofence", fence_id,
+                                                            before=before, after=after))
+        return after
 
     @delete("/{fence_id:uuid}", operation_id="deleteGeofence",
             opt=admits("store_manager", action="delete geofences"))
-    async def remove(self, fence_id: UUID, pool: asyncpg.Pool, principal: Principal) -> None:
+    async def remove(self, fence_id: UUID, pool: asyncpg.Pool, principal: Principal,
+                     now: datetime) -> None:
         """Delete a geofence; refused (409) while a campaign names it."""
         async with pool.acquire() as conn, conn.transaction():
-            principal.require_store(await geo_store.fence_store(conn, fence_id), "geofence",
-                                    fence_id)
+            before = await geo_store.get_fence(conn, fence_id, lock=True)
+            principal.require_store(before.store_id, "geofence", fence_id)
             await _refuse_if_referenced(conn, [], [fence_id], f"geofence {fence_id}")
             await geo_store.delete_fence(conn, fence_id)
+            await audit.record(conn, principal, now, Change("delete", "geofence", fence_id,
+                                                            before=before))
