@@ -264,6 +264,8 @@ async def _main() -> None:
         raise SystemExit("python -m campaigns.dispatch needs DATABASE_URL (the service's database)")
     settings = from_environment(os.environ, database_url=database_url, admin_token=None)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    # httpx logs every request at INFO: a line per push would cost more than the push.
+    logging.getLogger("httpx").setLevel(logging.WARNING)
     stop = asyncio.Event()
     # SIGTERM (a deploy, a scale-in) and Ctrl-C finish the batch in hand and record it, so a
     # polite stop resends nothing; only a kill leaves rows to the lease.
