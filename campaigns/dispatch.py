@@ -23,7 +23,7 @@ from uuid import UUID
 import asyncpg
 import msgspec
 
-from campaigns.fcm import BATCH_SIZE, FcmGateway, OutgoingPush, SendResult
+from campaigns.fcm import BATCH_SIZE, MIN_SEND_LIFETIME, FcmGateway, OutgoingPush, SendResult
 
 log = logging.getLogger("contexto.dispatch")
 
@@ -33,6 +33,9 @@ log = logging.getLogger("contexto.dispatch")
 LEASE = timedelta(seconds=20)
 RENEWALS_PER_LEASE = 4
 IDLE_WAKE_SECONDS = 5.0  # re-check for retries that came due while nobody notified
+# Outcomes are recorded this often while a batch is out, not once at its end: a worker killed
+# mid-batch then leaves unrecorded (and resends) only what it heard of in its last moments.
+RECORD_EVERY_SECONDS = 0.2
 MIN_IDLE_SECONDS = 0.05  # a due time that is already past must not spin the loop
 
 CLAIM = """
@@ -130,17 +133,39 @@ class Dispatcher:
                 results.append(SendResult(row["id"], "failed", error_code="NO_PUSH_ADDRESS"))
             else:
                 pushes.append(push)
+        claimed = {r["id"]: r for r in rows}
+        if results:
+            await self.record(results, claimed)
         if pushes:
+            heard: list[SendResult] = []
+            done = asyncio.Event()
+            recording = asyncio.create_task(self._record_as_heard(heard, claimed, done))
             renewing = asyncio.create_task(self._renew_lease([p.delivery_id for p in pushes], now))
             try:
                 # The clock itself, not an instant: each push is timed when it really leaves.
-                results.extend(await self.gateway.send(pushes, self.clock))
+                await self.gateway.send(pushes, self.clock, on_result=heard.append)
             finally:
+                done.set()
                 renewing.cancel()
                 with suppress(asyncio.CancelledError):
                     await renewing
-        await self.record(results, {r["id"]: r for r in rows})
+                await recording
         return len(rows)
+
+    async def _record_as_heard(self, heard: list[SendResult],
+                               claimed: dict[UUID, asyncpg.Record], done: asyncio.Event) -> None:
+        """Record what `heard` collects every RECORD_EVERY_SECONDS, and the rest once `done`."""
+        while True:
+            finished = done.is_set()
+            if not finished:
+                with suppress(TimeoutError):
+                    await asyncio.wait_for(done.wait(), RECORD_EVERY_SECONDS)
+                finished = done.is_set()
+            batch, heard[:] = heard[:], []
+            if batch:
+                await self.record(batch, claimed)
+            if finished:
+                return
 
     async def _renew_lease(self, ids: list[UUID], claimed_at: datetime) -> None:
         """Keep the rows being sent ours for as long as the sending takes; a renewal that
@@ -177,7 +202,7 @@ class Dispatcher:
                                                                   r.retry_after_seconds))
                 if row["attempts"] >= self.backoff.max_attempts:
                     final.append((r.delivery_id, "failed", r.error_code))
-                elif at >= row["expires_at"]:
+                elif at > row["expires_at"] - MIN_SEND_LIFETIME:  # the retry could not go
                     final.append((r.delivery_id, "expired", r.error_code))
                 else:
                     retry.append((r.delivery_id, at, r.error_code))

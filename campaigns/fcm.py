@@ -34,6 +34,10 @@ BATCH_SIZE = 500  # pushes a dispatcher claims and hands to the gateway at once
 QUOTA_RETRY_FLOOR_SECONDS = 60.0  # FCM asks senders over quota to back off at least a minute
 DEFAULT_TIMEOUT_SECONDS = 10
 DEFAULT_MAX_IN_FLIGHT = 50  # concurrent send requests per gateway
+# A push is not started with less of its offer left than this: the request itself takes time to
+# reach FCM (more on a busy machine), so a push started in its offer's last moments would arrive
+# after the offer ran out — and could not be shown to anyone in time anyway.
+MIN_SEND_LIFETIME = timedelta(seconds=1)
 
 Outcome = Literal["sent", "retry", "failed", "retire", "expired"]
 
@@ -323,21 +327,32 @@ class FcmGateway:
         return self._service._fcm_url
 
     async def send(self, pushes: Sequence[OutgoingPush],
-                   now: datetime | Callable[[], datetime]) -> list[SendResult]:
+                   now: datetime | Callable[[], datetime], *,
+                   on_result: Callable[[SendResult], None] | None = None) -> list[SendResult]:
         """Send every push still in time; one result per push, in the same order.
 
         `now` is a clock (or one instant, for a clock standing still). It is read as each push
         gets its turn, not once for the batch: with `max_in_flight` sends at a time, the last of
         a batch may wait seconds behind the others on a slow FCM, and must neither leave after
-        its offer ran out nor carry a lifetime counted from before the wait.
+        its offer ran out nor carry a lifetime counted from before the wait. `on_result` hears
+        each result as soon as it is known, so the caller can record it without waiting for the
+        slowest push of the batch.
         """
         clock: Callable[[], datetime] = now if callable(now) else (lambda: now)
-        return list(await asyncio.gather(*(self._send_one(push, clock) for push in pushes)))
+
+        async def one(push: OutgoingPush) -> SendResult:
+            result = await self._send_one(push, clock)
+            if on_result is not None:
+                on_result(result)
+            return result
+
+        return list(await asyncio.gather(*(one(push) for push in pushes)))
 
     async def _send_one(self, push: OutgoingPush, clock: Callable[[], datetime]) -> SendResult:
         async with self._slots:
-            message = build_message(push, clock())
-            if message is None:
+            now = clock()
+            message = build_message(push, now)
+            if message is None or push.expires_at - now < MIN_SEND_LIFETIME:
                 return SendResult(push.delivery_id, "expired")
             if self._service.refusal(message) is not None:
                 return SendResult(push.delivery_id, "failed", error_code="INVALID_MESSAGE")

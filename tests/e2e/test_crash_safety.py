@@ -35,6 +35,7 @@ from app.db import init_connection
 from campaigns import devices, outbox
 from campaigns import store as campaign_store
 from campaigns.devices import Consent, DeviceIn
+from campaigns.fcm import DEFAULT_MAX_IN_FLIGHT
 from campaigns.model import CampaignSpec
 from geo import store as geo_store
 from geo.model import StoreIn
@@ -221,8 +222,8 @@ async def test_a_dispatcher_killed_mid_batch_loses_nothing_and_its_resends_colla
             settings = {"DISPATCH_LEASE_SECONDS": str(lease)}
 
             with dispatcher(database_url, fcm_url, tmp_path / "first.log", **settings) as first:
-                await until(lambda: _count_at_least(emulator, sendable // 3), 60,
-                            "a third of the batch to reach the emulator")
+                await until(lambda: _count_at_least(emulator, sendable * 2 // 3), 60,
+                            "two thirds of the batch to reach the emulator")
                 first.process.send_signal(signal.SIGKILL)
                 killed_at = datetime.now(UTC)
                 assert first.process.wait(timeout=10) == -signal.SIGKILL
@@ -265,6 +266,10 @@ async def test_a_dispatcher_killed_mid_batch_loses_nothing_and_its_resends_colla
     duplicated = {d for d, n in arrivals.items() if n > 1}
     assert duplicated <= {delivery_of(m["message"]) for m in before_kill}
     assert max(arrivals.values()) <= 2
+    # Outcomes are recorded as they come, not at the end of the batch: what is sent again is
+    # what was in flight (50 at most) or answered in the last moments before the process died,
+    # not all it had sent (the margin is for a busy machine, where recording lags).
+    assert len(duplicated) <= 3 * DEFAULT_MAX_IN_FLIGHT < len(before_kill)
     print(f"\ncrash: {sendable} sendable, {len(before_kill)} received before SIGKILL, "
           f"{len(left_claimed)} rows left claimed, {len(after)} received in all, "
           f"{len(duplicated)} duplicates (collapsed), first resend "
@@ -305,7 +310,7 @@ async def test_a_storm_of_429_and_503_is_retried_as_asked_and_nothing_leaves_aft
                 seeded = await seed(database_url, datetime.now(UTC), [
                     ("tok-", long_lived, timedelta(minutes=10), "sent"),
                     # Refused twice, then told to wait 2 s: by then its offer has run out.
-                    ("brief-", short_lived, timedelta(seconds=1.5), "expired"),
+                    ("brief-", short_lived, timedelta(seconds=2.5), "expired"),
                 ])
                 await until_drained(database_url)
                 run.process.send_signal(signal.SIGTERM)

@@ -19,7 +19,7 @@ import pytest_asyncio
 from firebase_admin import messaging
 
 from app.clock import PinnedClock
-from campaigns.fcm import FcmGateway, OutgoingPush, SendResult, build_message
+from campaigns.fcm import MIN_SEND_LIFETIME, FcmGateway, OutgoingPush, SendResult, build_message
 from campaigns.fcm_emulator import run_emulator
 
 # The async tests share the module's event loop, where the emulator and the gateway live.
@@ -229,6 +229,17 @@ async def test_a_push_arrives_with_its_lifetime_collapse_ids_and_data(
 
 
 @in_module_loop
+async def test_a_push_with_under_a_second_of_its_offer_left_is_not_started(
+        fcm_gateway: FcmGateway, fcm_emulator: httpx.AsyncClient) -> None:
+    last_moment = push(expires_in=0.9)
+
+    [result] = await fcm_gateway.send([last_moment], NOW)
+
+    assert result.outcome == "expired"
+    assert await received(fcm_emulator) == []
+
+
+@in_module_loop
 async def test_an_expired_push_is_never_sent(fcm_gateway: FcmGateway,
                                              fcm_emulator: httpx.AsyncClient) -> None:
     stale = push(expires_in=-1)
@@ -353,7 +364,8 @@ async def test_a_push_whose_offer_runs_out_while_it_waits_its_turn_is_never_sent
     clock = PinnedClock(NOW)
     first = [push(token=f"first-{i}", expires_in=60) for i in range(4)]
     # Still in time when the batch starts, but behind four sends that take 300 ms each.
-    waiting = [push(token=f"waiting-{i}", expires_in=0.2) for i in range(4)]
+    waiting = [push(token=f"waiting-{i}", expires_in=MIN_SEND_LIFETIME.total_seconds() + 0.2)
+               for i in range(4)]
 
     results = await fcm_gateway.send(first + waiting, clock)
 
