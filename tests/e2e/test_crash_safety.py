@@ -352,3 +352,30 @@ async def test_a_storm_of_429_and_503_is_retried_as_asked_and_nothing_leaves_aft
           f"{sum(a['status'] != 200 for a in logged)} refused, "
           f"{sum(1 for s in seeded if final[s.delivery_id][0] == 'expired')} expired, "
           f"longest gap {max(gaps):.2f} s, {time.monotonic() - started:.1f} s")
+
+
+# ---------------------------------------------------------------------------------------------
+# Two live workers, and a batch slower than the lease.
+# ---------------------------------------------------------------------------------------------
+async def test_a_live_dispatcher_keeps_its_rows_when_its_batch_outlasts_the_lease(
+        database_url: str, tmp_path: Path) -> None:
+    with emulator_thread() as fcm_url:
+        async with httpx.AsyncClient(base_url=fcm_url) as emulator:
+            # 300 sends, 50 at a time, 300 ms each: the batch takes about twice the lease.
+            (await emulator.post("/emulator/latency", json={"delay_ms": 300})).raise_for_status()
+            seeded = await seed(database_url, datetime.now(UTC), [
+                ("tok-", 300, timedelta(minutes=10), "sent")])
+            settings = {"DISPATCH_LEASE_SECONDS": "1"}
+            with dispatcher(database_url, fcm_url, tmp_path / "a.log", **settings) as a, \
+                    dispatcher(database_url, fcm_url, tmp_path / "b.log", **settings) as b:
+                await until_drained(database_url)
+                for worker in (a, b):
+                    worker.process.send_signal(signal.SIGTERM)
+                for worker in (a, b):
+                    assert worker.process.wait(timeout=15) == 0, worker.output()
+            arrivals = Counter(delivery_of(m["message"]) for m in await received(emulator))
+            final = await statuses(database_url)
+
+    # The idle worker never took over rows the busy one was still sending: each went out once.
+    assert arrivals == Counter(s.delivery_id for s in seeded)
+    assert {final[s.delivery_id] for s in seeded} == {("sent", 1)}
