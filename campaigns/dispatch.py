@@ -1,12 +1,16 @@
 """The dispatcher: drains the outbox through FCM.
 
 One rule: at least once to FCM, at most once to the person. Rows are claimed with
-`FOR UPDATE SKIP LOCKED` (any number of workers share one outbox), marked `sending` with a lease,
-sent, and their outcome recorded; a worker that dies after claiming leaves rows whose lease
-expires and which the next worker sends. A crash between send and record may resend, which the
-device collapses (collapse key = delivery id). An offer whose time is up is never sent.
+`FOR UPDATE SKIP LOCKED` (any number of workers share one outbox), marked `sending` with a lease
+that the worker renews while it sends, and each outcome is recorded as soon as it is heard (every
+RECORD_EVERY_SECONDS); a worker that dies leaves rows whose lease runs out and which the next
+worker sends, waking for that moment. A crash between send and record may resend what was in
+flight, which the device collapses (collapse key = apns-collapse-id = delivery id, the same on
+every attempt). An offer whose time is up is never sent; a retry waits at least the Retry-After
+FCM asked for.
 
-Runs inside the server process by default, or alone: `python -m campaigns.dispatch`.
+Runs inside the server process by default, or alone: `python -m campaigns.dispatch` (SIGTERM
+finishes and records the batch in hand).
 """
 
 from __future__ import annotations
