@@ -10,17 +10,20 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import AsyncExitStack, asynccontextmanager, suppress
 from datetime import timedelta
 
+import asyncpg
 from litestar import Litestar
 
 from app.catalog import Catalog, watching
+from app.clock import Clock, system_clock
 from app.db import open_pool
 from app.prediction import Predictor, serving
 from app.retention import purging
-from campaigns.dispatch import Dispatcher
+from app.settings import Settings
+from campaigns.dispatch import Backoff, Dispatcher
 from campaigns.fcm import FcmGateway
 from campaigns.fcm_emulator import run_emulator
 
@@ -81,11 +84,10 @@ async def push_delivery(app: Litestar) -> AsyncIterator[None]:
             endpoint = await stack.enter_async_context(
                 run_emulator("127.0.0.1", settings.embedded_emulator_port))
             log.info("FCM emulator on %s (no Firebase credentials configured)", endpoint)
-        gateway = FcmGateway(project_id=settings.firebase_project_id, endpoint=endpoint,
-                             credentials_path=settings.google_application_credentials)
+        gateway = gateway_of(settings, endpoint)
         stack.push_async_callback(gateway.close)
-        dispatcher = Dispatcher(
-            app.state.pool, gateway, lease=timedelta(seconds=settings.dispatch_lease_seconds),
+        dispatcher = dispatcher_of(
+            settings, app.state.pool, gateway,
             on_result=lambda outcome: app.state.metrics.push_results.labels(outcome).inc(),
             clock=app.state.clock,
         )
@@ -103,3 +105,23 @@ async def push_delivery(app: Litestar) -> AsyncIterator[None]:
                 # A send hanging on FCM: give up on it; the rows it claimed go back to the
                 # outbox when their lease ends, and the next worker sends them.
                 log.warning("the dispatcher did not stop within 10 s; it was cancelled")
+
+
+def gateway_of(settings: Settings, endpoint: str | None) -> FcmGateway:
+    """The FCM gateway `settings` describe, sending to `endpoint` (None: Google's FCM)."""
+    return FcmGateway(project_id=settings.firebase_project_id, endpoint=endpoint,
+                      credentials_path=settings.google_application_credentials,
+                      quota_retry_floor_seconds=settings.fcm_quota_retry_floor_seconds)
+
+
+def dispatcher_of(settings: Settings, pool: asyncpg.Pool, gateway: FcmGateway, *,
+                  on_result: Callable[[str], None] | None = None,
+                  clock: Clock = system_clock) -> Dispatcher:
+    """The dispatcher `settings` describe (lease, backoff), in the server or alone
+    (`python -m campaigns.dispatch`)."""
+    return Dispatcher(
+        pool, gateway, lease=timedelta(seconds=settings.dispatch_lease_seconds),
+        backoff=Backoff(base_seconds=settings.dispatch_backoff_base_seconds,
+                        cap_seconds=settings.dispatch_backoff_cap_seconds,
+                        max_attempts=settings.dispatch_max_attempts),
+        on_result=on_result, clock=clock)

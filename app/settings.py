@@ -30,7 +30,14 @@ class Settings(msgspec.Struct, kw_only=True, frozen=True):
     # `make run` without Firebase credentials: serve the FCM emulator in-process on this port
     # and send to it.
     embedded_emulator_port: int | None = None
-    dispatch_lease_seconds: float = 60.0
+    # The dispatcher: how long a claimed row stays a worker's without a renewal, and how a
+    # refused push is retried (exponential steps from base to cap, at most max_attempts sends;
+    # an exhausted FCM quota waits at least the floor).
+    dispatch_lease_seconds: float = 20.0
+    dispatch_backoff_base_seconds: float = 1.0
+    dispatch_backoff_cap_seconds: float = 600.0
+    dispatch_max_attempts: int = 8
+    fcm_quota_retry_floor_seconds: float = 60.0
     # The next-place model is refitted from every stored visit this often (seconds).
     predict_refit_seconds: float = 3600.0
     # Per device and route (pings, signals): a burst, then a steady rate of batches.
@@ -53,6 +60,15 @@ class Settings(msgspec.Struct, kw_only=True, frozen=True):
             raise ValueError("RETENTION_INTERVAL_SECONDS must be more than 0")
         if self.retention_batch < 1:
             raise ValueError("the retention batch must be at least 1 row")
+        if self.dispatch_lease_seconds <= 0:
+            raise ValueError("DISPATCH_LEASE_SECONDS must be positive")
+        if not 0 < self.dispatch_backoff_base_seconds <= self.dispatch_backoff_cap_seconds:
+            raise ValueError("DISPATCH_BACKOFF_BASE_SECONDS must be positive and at most "
+                             "DISPATCH_BACKOFF_CAP_SECONDS")
+        if self.dispatch_max_attempts < 1:
+            raise ValueError("DISPATCH_MAX_ATTEMPTS must be at least 1")
+        if self.fcm_quota_retry_floor_seconds < 0:
+            raise ValueError("FCM_QUOTA_RETRY_FLOOR_SECONDS must not be negative")
 
 
 def _flag(value: str) -> bool:
@@ -77,6 +93,11 @@ def from_environment(env: Mapping[str, str], *, database_url: str,
         run_dispatcher=_flag(env.get("CONTEXTO_RUN_DISPATCHER", "1")),
         model_path=env.get("CONTEXTO_MODEL_PATH") or None,
         predict_refit_seconds=float(env.get("CONTEXTO_REFIT_SECONDS", "3600")),
+        dispatch_lease_seconds=float(env.get("DISPATCH_LEASE_SECONDS", "20")),
+        dispatch_backoff_base_seconds=float(env.get("DISPATCH_BACKOFF_BASE_SECONDS", "1")),
+        dispatch_backoff_cap_seconds=float(env.get("DISPATCH_BACKOFF_CAP_SECONDS", "600")),
+        dispatch_max_attempts=int(env.get("DISPATCH_MAX_ATTEMPTS", "8")),
+        fcm_quota_retry_floor_seconds=float(env.get("FCM_QUOTA_RETRY_FLOOR_SECONDS", "60")),
         device_burst=float(env.get("DEVICE_BURST", "30")),
         device_batches_per_second=float(env.get("DEVICE_BATCHES_PER_SECOND", "0.5")),
         retention_days=int(env.get("RETENTION_DAYS", "30")),

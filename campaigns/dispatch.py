@@ -1,12 +1,16 @@
 """The dispatcher: drains the outbox through FCM.
 
 One rule: at least once to FCM, at most once to the person. Rows are claimed with
-`FOR UPDATE SKIP LOCKED` (any number of workers share one outbox), marked `sending` with a lease,
-sent, and their outcome recorded; a worker that dies after claiming leaves rows whose lease
-expires and which the next worker sends. A crash between send and record may resend, which the
-device collapses (collapse key = delivery id). An offer whose time is up is never sent.
+`FOR UPDATE SKIP LOCKED` (any number of workers share one outbox), marked `sending` with a lease
+that the worker renews while it sends, and each outcome is recorded as soon as it is heard (every
+RECORD_EVERY_SECONDS); a worker that dies leaves rows whose lease runs out and which the next
+worker sends, waking for that moment. A crash between send and record may resend what was in
+flight, which the device collapses (collapse key = apns-collapse-id = delivery id, the same on
+every attempt). An offer whose time is up is never sent; a retry waits at least the Retry-After
+FCM asked for.
 
-Runs inside the server process by default, or alone: `python -m campaigns.dispatch`.
+Runs inside the server process by default, or alone: `python -m campaigns.dispatch` (SIGTERM
+finishes and records the batch in hand).
 """
 
 from __future__ import annotations
@@ -21,16 +25,22 @@ from typing import Any
 from uuid import UUID
 
 import asyncpg
+import msgspec
 
-from campaigns.fcm import BATCH_SIZE, FcmGateway, OutgoingPush, SendResult
+from campaigns.fcm import BATCH_SIZE, MIN_SEND_LIFETIME, FcmGateway, OutgoingPush, SendResult
 
 log = logging.getLogger("contexto.dispatch")
 
-LEASE = timedelta(seconds=60)  # a claimed row not recorded by then belongs to the next worker
-MAX_ATTEMPTS = 8
-BACKOFF_BASE_SECONDS = 1.0
-BACKOFF_CAP_SECONDS = 600.0
+# A claimed row not recorded by then belongs to the next worker. A live worker renews its lease
+# while it sends, so the lease only has to outlast a pause between renewals, not a slow batch:
+# short, so that the rows of a killed worker go out again while their offers are still good.
+LEASE = timedelta(seconds=20)
+RENEWALS_PER_LEASE = 4
 IDLE_WAKE_SECONDS = 5.0  # re-check for retries that came due while nobody notified
+# Outcomes are recorded this often while a batch is out, not once at its end: a worker killed
+# mid-batch then leaves unrecorded (and resends) only what it heard of in its last moments.
+RECORD_EVERY_SECONDS = 0.2
+MIN_IDLE_SECONDS = 0.05  # a due time that is already past must not spin the loop
 
 CLAIM = """
 WITH due AS (
@@ -48,7 +58,15 @@ WHERE d.id = due.id
 RETURNING d.id, d.campaign_id, d.expires_at, d.attempts, c.spec->'offer' AS offer,
           dev.fcm_token, dev.fid, dev.push_retired_at
 """
-NEXT_DUE = "SELECT min(next_attempt_at) FROM deliveries WHERE status = 'queued'"
+# When the next row comes due: a retry's time, or the end of a lease a dead worker left behind.
+NEXT_DUE = """
+SELECT least((SELECT min(next_attempt_at) FROM deliveries WHERE status = 'queued'),
+             (SELECT min(claimed_at) + $1::interval FROM deliveries WHERE status = 'sending'))
+"""
+RENEW_LEASE = """
+UPDATE deliveries SET claimed_at = $2
+WHERE id = any($1::uuid[]) AND status = 'sending' AND claimed_at = $3
+"""
 MARK_SENT = """
 UPDATE deliveries SET status = 'sent', sent_at = $3, fcm_message_name = m, error_code = NULL
 FROM unnest($1::uuid[], $2::text[]) AS t(i, m) WHERE id = i AND status = 'sending'
@@ -70,22 +88,34 @@ WHERE id IN (SELECT device_id FROM deliveries WHERE id = any($1::uuid[]))
 """
 
 
-def backoff_seconds(attempts: int, retry_after: float | None,
-                    rand: Callable[[], float] = random.random) -> float:
-    """Exponential backoff with jitter (half to full of the step), never before Retry-After."""
-    step = min(BACKOFF_CAP_SECONDS, BACKOFF_BASE_SECONDS * 2 ** max(0, attempts - 1))
-    delay = step * (0.5 + 0.5 * rand())
-    return float(max(delay, retry_after or 0.0))
+class Backoff(msgspec.Struct, kw_only=True, frozen=True):
+    """How a refused push is retried: exponential steps from `base_seconds` up to
+    `cap_seconds`, at most `max_attempts` sends in all."""
+
+    base_seconds: float = 1.0
+    cap_seconds: float = 600.0
+    max_attempts: int = 8
+
+    def seconds(self, attempts: int, retry_after: float | None,
+                rand: Callable[[], float] = random.random) -> float:
+        """The wait after the `attempts`-th send: the step with jitter (half to full of it), and
+        never less than the Retry-After FCM asked for — which may exceed the cap: FCM's word on
+        when to come back outranks ours."""
+        step = min(self.cap_seconds, self.base_seconds * 2 ** max(0, attempts - 1))
+        delay = step * (0.5 + 0.5 * rand())
+        return float(max(delay, retry_after or 0.0))
 
 
 class Dispatcher:
     def __init__(self, pool: asyncpg.Pool, gateway: FcmGateway, *, batch_size: int = BATCH_SIZE,
-                 lease: timedelta = LEASE, on_result: Callable[[str], None] | None = None,
+                 lease: timedelta = LEASE, backoff: Backoff | None = None,
+                 on_result: Callable[[str], None] | None = None,
                  clock: Callable[[], datetime] = lambda: datetime.now(UTC)) -> None:
         self.pool = pool
         self.gateway = gateway
         self.batch_size = batch_size
         self.lease = lease
+        self.backoff = backoff or Backoff()
         self.on_result = on_result
         self.clock = clock
 
@@ -107,10 +137,54 @@ class Dispatcher:
                 results.append(SendResult(row["id"], "failed", error_code="NO_PUSH_ADDRESS"))
             else:
                 pushes.append(push)
+        claimed = {r["id"]: r for r in rows}
+        if results:
+            await self.record(results, claimed)
         if pushes:
-            results.extend(await self.gateway.send(pushes, self.clock()))
-        await self.record(results, {r["id"]: r for r in rows})
+            heard: list[SendResult] = []
+            done = asyncio.Event()
+            recording = asyncio.create_task(self._record_as_heard(heard, claimed, done))
+            renewing = asyncio.create_task(self._renew_lease([p.delivery_id for p in pushes], now))
+            try:
+                # The clock itself, not an instant: each push is timed when it really leaves.
+                await self.gateway.send(pushes, self.clock, on_result=heard.append)
+            finally:
+                done.set()
+                renewing.cancel()
+                with suppress(asyncio.CancelledError):
+                    await renewing
+                await recording
         return len(rows)
+
+    async def _record_as_heard(self, heard: list[SendResult],
+                               claimed: dict[UUID, asyncpg.Record], done: asyncio.Event) -> None:
+        """Record what `heard` collects every RECORD_EVERY_SECONDS, and the rest once `done`."""
+        while True:
+            finished = done.is_set()
+            if not finished:
+                with suppress(TimeoutError):
+                    await asyncio.wait_for(done.wait(), RECORD_EVERY_SECONDS)
+                finished = done.is_set()
+            batch, heard[:] = heard[:], []
+            if batch:
+                await self.record(batch, claimed)
+            if finished:
+                return
+
+    async def _renew_lease(self, ids: list[UUID], claimed_at: datetime) -> None:
+        """Keep the rows being sent ours for as long as the sending takes; a renewal that
+        fails is only logged (the rows may then be sent by another worker too, and collapse)."""
+        every = self.lease.total_seconds() / RENEWALS_PER_LEASE
+        mark = claimed_at
+        while True:
+            await asyncio.sleep(every)
+            renewed = self.clock()
+            try:
+                await self.pool.execute(RENEW_LEASE, ids, renewed, mark)
+            except (asyncpg.PostgresError, OSError):
+                log.warning("could not renew the lease of %d deliveries", len(ids))
+                continue
+            mark = renewed
 
     async def record(self, results: Sequence[SendResult],
                      claimed: dict[UUID, asyncpg.Record]) -> None:
@@ -128,11 +202,11 @@ class Dispatcher:
                 if r.outcome == "retire":
                     retire.append(r.delivery_id)
             elif r.outcome == "retry":
-                at = now + timedelta(seconds=backoff_seconds(row["attempts"],
-                                                             r.retry_after_seconds))
-                if row["attempts"] >= MAX_ATTEMPTS:
+                at = now + timedelta(seconds=self.backoff.seconds(row["attempts"],
+                                                                  r.retry_after_seconds))
+                if row["attempts"] >= self.backoff.max_attempts:
                     final.append((r.delivery_id, "failed", r.error_code))
-                elif at >= row["expires_at"]:
+                elif at > row["expires_at"] - MIN_SEND_LIFETIME:  # the retry could not go
                     final.append((r.delivery_id, "expired", r.error_code))
                 else:
                     retry.append((r.delivery_id, at, r.error_code))
@@ -159,6 +233,7 @@ class Dispatcher:
             wake.set()
 
         await listener.add_listener("contexto_outbox", on_notify)
+        log.info("dispatching from the outbox (lease %.1f s)", self.lease.total_seconds())
         try:
             while not stop.is_set():
                 try:
@@ -176,10 +251,11 @@ class Dispatcher:
                 await listener.close()
 
     async def _idle_seconds(self) -> float:
-        next_due: datetime | None = await self.pool.fetchval(NEXT_DUE)
+        next_due: datetime | None = await self.pool.fetchval(NEXT_DUE, self.lease)
         if next_due is None:
             return IDLE_WAKE_SECONDS
-        return min(IDLE_WAKE_SECONDS, max(0.0, (next_due - self.clock()).total_seconds()))
+        left = (next_due - self.clock()).total_seconds()
+        return min(IDLE_WAKE_SECONDS, max(MIN_IDLE_SECONDS, left))
 
 
 async def _wait_any(wake: asyncio.Event, stop: asyncio.Event, seconds: float) -> None:
@@ -206,8 +282,10 @@ def _push_of(row: asyncpg.Record) -> OutgoingPush | None:
 
 async def _main() -> None:
     import os
+    import signal
 
     from app.db import open_pool
+    from app.lifespan import dispatcher_of, gateway_of
     from app.settings import from_environment
 
     database_url = os.environ.get("DATABASE_URL")
@@ -215,17 +293,23 @@ async def _main() -> None:
         raise SystemExit("python -m campaigns.dispatch needs DATABASE_URL (the service's database)")
     settings = from_environment(os.environ, database_url=database_url, admin_token=None)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
-    pool = await open_pool(database_url)
-    gateway = FcmGateway(project_id=settings.firebase_project_id, endpoint=settings.fcm_endpoint,
-                         credentials_path=settings.google_application_credentials)
+    # httpx logs every request at INFO: a line per push would cost more than the push.
+    logging.getLogger("httpx").setLevel(logging.WARNING)
     stop = asyncio.Event()
+    # SIGTERM (a deploy, a scale-in) and Ctrl-C finish the batch in hand and record it, so a
+    # polite stop resends nothing; only a kill leaves rows to the lease.
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(signum, stop.set)
+    pool = await open_pool(database_url)
+    gateway = gateway_of(settings, settings.fcm_endpoint)
     try:
-        await Dispatcher(pool, gateway).run(database_url, stop)
+        await dispatcher_of(settings, pool, gateway).run(database_url, stop)
     finally:
         await gateway.close()
         await pool.close()
+    log.info("stopped")
 
 
 if __name__ == "__main__":
-    with suppress(KeyboardInterrupt):
-        asyncio.run(_main())
+    asyncio.run(_main())

@@ -18,7 +18,7 @@ import functools
 import math
 import ssl
 import warnings
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any, Literal
 from uuid import UUID, uuid4
@@ -30,10 +30,14 @@ import httpx
 import msgspec
 from firebase_admin import _http_client, credentials, exceptions, messaging
 
-BATCH_SIZE = 500  # firebase-admin's limit for send_each_async
+BATCH_SIZE = 500  # pushes a dispatcher claims and hands to the gateway at once
 QUOTA_RETRY_FLOOR_SECONDS = 60.0  # FCM asks senders over quota to back off at least a minute
 DEFAULT_TIMEOUT_SECONDS = 10
 DEFAULT_MAX_IN_FLIGHT = 50  # concurrent send requests per gateway
+# A push is not started with less of its offer left than this: the request itself takes time to
+# reach FCM (more on a busy machine), so a push started in its offer's last moments would arrive
+# after the offer ran out — and could not be shown to anyone in time anyway.
+MIN_SEND_LIFETIME = timedelta(seconds=1)
 
 Outcome = Literal["sent", "retry", "failed", "retire", "expired"]
 
@@ -174,8 +178,8 @@ def _retry_after(error: exceptions.FirebaseError, now: datetime) -> float | None
     return max(0.0, email.utils.mktime_tz(parsed) - now.timestamp())
 
 
-def classify(delivery_id: UUID, error: exceptions.FirebaseError,
-             now: datetime) -> SendResult:
+def classify(delivery_id: UUID, error: exceptions.FirebaseError, now: datetime, *,
+             quota_floor_seconds: float = QUOTA_RETRY_FLOOR_SECONDS) -> SendResult:
     """What the dispatcher should do about a push FCM refused (`now` reads an HTTP-date
     Retry-After)."""
     code = _fcm_error_code(error)
@@ -184,7 +188,7 @@ def classify(delivery_id: UUID, error: exceptions.FirebaseError,
     if code in _RETRY_CODES:
         wait = _retry_after(error, now)
         if code == "QUOTA_EXCEEDED":
-            wait = max(QUOTA_RETRY_FLOOR_SECONDS, wait or 0.0)
+            wait = max(quota_floor_seconds, wait or 0.0)
         return SendResult(delivery_id, "retry", error_code=code, retry_after_seconds=wait)
     return SendResult(delivery_id, "failed", error_code=code)
 
@@ -214,9 +218,7 @@ class _FcmHttpClient:
     - no retries inside a call: the dispatcher owns retrying (through the outbox, honouring
       Retry-After); firebase-admin's loop would hold a batch for up to ~7 s on a 503 and ignore
       Retry-After;
-    - at most `max_in_flight` requests at once: send_each_async starts a whole batch of 500
-      together, and httpcore's pool rescans its whole queue for every request it places, which
-      over HTTP/1.1 (the emulator) turns 500 sends into half a minute;
+    - a pool of `max_in_flight` connections, the most the gateway ever has in flight;
     - no OAuth2 at all with the anonymous credential, so the emulator path never reaches Google.
     """
 
@@ -232,13 +234,11 @@ class _FcmHttpClient:
                                 max_keepalive_connections=max_in_flight),
             verify=_tls_context(),
         )
-        self._in_flight = asyncio.Semaphore(max_in_flight)
 
     async def request(self, method: str, url: str, **kwargs: Any) -> httpx.Response:
         """What firebase-admin's HttpxAsyncClient.request promises: a 2xx response, or
         httpx.HTTPStatusError carrying the response it turns into a FirebaseError."""
-        async with self._in_flight:
-            response = await self._client.request(method, url, **kwargs)
+        response = await self._client.request(method, url, **kwargs)
         return response.raise_for_status()
 
     async def aclose(self) -> None:
@@ -270,8 +270,9 @@ class _RoutedMessagingService(messaging._MessagingService):  # type: ignore[misc
     def refusal(self, message: messaging.Message) -> str | None:
         """Why firebase-admin would refuse to encode `message`, or None if it would not.
 
-        send_each_async encodes the whole batch before sending any of it, so one bad message
-        would sink the other 499; checking each first keeps the failure to its own push.
+        send_each_async raises ValueError (not a FirebaseError) for a message it cannot
+        encode; checking first turns that into the push's own failure instead of an exception
+        that would sink the batch being gathered.
         """
         try:
             self.encode_message(message)
@@ -296,7 +297,8 @@ class FcmGateway:
     def __init__(self, *, project_id: str, endpoint: str | None, credentials_path: str | None,
                  name: str | None = None,
                  timeout_seconds: float = DEFAULT_TIMEOUT_SECONDS,
-                 max_in_flight: int = DEFAULT_MAX_IN_FLIGHT) -> None:
+                 max_in_flight: int = DEFAULT_MAX_IN_FLIGHT,
+                 quota_retry_floor_seconds: float = QUOTA_RETRY_FLOOR_SECONDS) -> None:
         credential: credentials.Base
         if credentials_path:
             credential = credentials.Certificate(credentials_path)
@@ -316,45 +318,55 @@ class FcmGateway:
             lambda app: _RoutedMessagingService(app, endpoint, timeout_seconds, max_in_flight))
         if messaging._get_messaging_service(self._app) is not self._service:
             raise RuntimeError("firebase-admin did not keep the routed messaging service")
+        self._slots = asyncio.Semaphore(max_in_flight)
+        self._quota_floor = quota_retry_floor_seconds
 
     @property
     def send_url(self) -> str:
         """Where sends go (the emulator's or Google's URL)."""
         return self._service._fcm_url
 
-    async def send(self, pushes: Sequence[OutgoingPush], now: datetime) -> list[SendResult]:
-        """Send every push still in time; one result per push, in the same order."""
-        results: list[SendResult | None] = [None] * len(pushes)
-        ready: list[tuple[int, messaging.Message]] = []
-        for index, push in enumerate(pushes):
-            message = build_message(push, now)
-            if message is None:
-                results[index] = SendResult(push.delivery_id, "expired")
-            elif self._service.refusal(message) is not None:
-                results[index] = SendResult(push.delivery_id, "failed",
-                                            error_code="INVALID_MESSAGE")
-            else:
-                ready.append((index, message))
+    async def send(self, pushes: Sequence[OutgoingPush],
+                   now: datetime | Callable[[], datetime], *,
+                   on_result: Callable[[SendResult], None] | None = None) -> list[SendResult]:
+        """Send every push still in time; one result per push, in the same order.
 
-        for start in range(0, len(ready), BATCH_SIZE):
-            batch = ready[start:start + BATCH_SIZE]
+        `now` is a clock (or one instant, for a clock standing still). It is read as each push
+        gets its turn, not once for the batch: with `max_in_flight` sends at a time, the last of
+        a batch may wait seconds behind the others on a slow FCM, and must neither leave after
+        its offer ran out nor carry a lifetime counted from before the wait. `on_result` hears
+        each result as soon as it is known, so the caller can record it without waiting for the
+        slowest push of the batch.
+        """
+        clock: Callable[[], datetime] = now if callable(now) else (lambda: now)
+
+        async def one(push: OutgoingPush) -> SendResult:
+            result = await self._send_one(push, clock)
+            if on_result is not None:
+                on_result(result)
+            return result
+
+        return list(await asyncio.gather(*(one(push) for push in pushes)))
+
+    async def _send_one(self, push: OutgoingPush, clock: Callable[[], datetime]) -> SendResult:
+        async with self._slots:
+            now = clock()
+            message = build_message(push, now)
+            if message is None or push.expires_at - now < MIN_SEND_LIFETIME:
+                return SendResult(push.delivery_id, "expired")
+            if self._service.refusal(message) is not None:
+                return SendResult(push.delivery_id, "failed", error_code="INVALID_MESSAGE")
             try:
-                response = await messaging.send_each_async(
-                    [message for _, message in batch], app=self._app)
+                response = await messaging.send_each_async([message], app=self._app)
             except exceptions.FirebaseError as error:
-                # The whole batch failed before FCM judged any message: try them all again.
-                for index, _ in batch:
-                    results[index] = SendResult(pushes[index].delivery_id, "retry",
-                                                error_code=str(error.code))
-                continue
-            for (index, _), answer in zip(batch, response.responses, strict=True):
-                delivery_id = pushes[index].delivery_id
-                if answer.success:
-                    results[index] = SendResult(delivery_id, "sent",
-                                                message_name=answer.message_id)
-                else:
-                    results[index] = classify(delivery_id, answer.exception, now)
-        return [result for result in results if result is not None]
+                # Failed before FCM judged the message: try again, no sooner than asked.
+                return SendResult(push.delivery_id, "retry", error_code=str(error.code),
+                                  retry_after_seconds=_retry_after(error, clock()))
+        [answer] = response.responses
+        if answer.success:
+            return SendResult(push.delivery_id, "sent", message_name=answer.message_id)
+        return classify(push.delivery_id, answer.exception, clock(),
+                        quota_floor_seconds=self._quota_floor)
 
     async def close(self) -> None:
         await self._service.aclose()

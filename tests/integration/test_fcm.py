@@ -18,7 +18,8 @@ import pytest
 import pytest_asyncio
 from firebase_admin import messaging
 
-from campaigns.fcm import FcmGateway, OutgoingPush, SendResult, build_message
+from app.clock import PinnedClock
+from campaigns.fcm import MIN_SEND_LIFETIME, FcmGateway, OutgoingPush, SendResult, build_message
 from campaigns.fcm_emulator import run_emulator
 
 # The async tests share the module's event loop, where the emulator and the gateway live.
@@ -228,6 +229,17 @@ async def test_a_push_arrives_with_its_lifetime_collapse_ids_and_data(
 
 
 @in_module_loop
+async def test_a_push_with_under_a_second_of_its_offer_left_is_not_started(
+        fcm_gateway: FcmGateway, fcm_emulator: httpx.AsyncClient) -> None:
+    last_moment = push(expires_in=0.9)
+
+    [result] = await fcm_gateway.send([last_moment], NOW)
+
+    assert result.outcome == "expired"
+    assert await received(fcm_emulator) == []
+
+
+@in_module_loop
 async def test_an_expired_push_is_never_sent(fcm_gateway: FcmGateway,
                                              fcm_emulator: httpx.AsyncClient) -> None:
     stale = push(expires_in=-1)
@@ -316,27 +328,65 @@ async def test_a_fault_hits_only_the_next_n_sends(fcm_gateway: FcmGateway,
 
 
 @in_module_loop
-async def test_six_hundred_pushes_go_in_two_batches_and_all_arrive(
+async def test_six_hundred_pushes_all_arrive_never_more_than_max_in_flight_at_once(
         fcm_gateway: FcmGateway, fcm_emulator: httpx.AsyncClient,
         monkeypatch: pytest.MonkeyPatch) -> None:
-    batch_sizes: list[int] = []
+    in_flight = 0
+    most_in_flight = 0
     real_send_each_async = messaging.send_each_async
 
     async def counting_send_each_async(messages: list[messaging.Message],
                                        **kwargs: Any) -> messaging.BatchResponse:
-        batch_sizes.append(len(messages))
-        return await real_send_each_async(messages, **kwargs)
+        nonlocal in_flight, most_in_flight
+        in_flight += 1
+        most_in_flight = max(most_in_flight, in_flight)
+        try:
+            return await real_send_each_async(messages, **kwargs)
+        finally:
+            in_flight -= 1
 
     monkeypatch.setattr(messaging, "send_each_async", counting_send_each_async)
     pushes = [push(token=f"device-{i}") for i in range(600)]
 
     results = await fcm_gateway.send(pushes, NOW)
 
-    assert batch_sizes == [500, 100]
+    assert most_in_flight == 4  # the module's gateway allows four
     assert [r.delivery_id for r in results] == [p.delivery_id for p in pushes]
     assert {r.outcome for r in results} == {"sent"}
     arrived = {m["message"]["token"] for m in await received(fcm_emulator)}
     assert arrived == {f"device-{i}" for i in range(600)}
+
+
+@in_module_loop
+async def test_a_push_whose_offer_runs_out_while_it_waits_its_turn_is_never_sent(
+        fcm_gateway: FcmGateway, fcm_emulator: httpx.AsyncClient) -> None:
+    (await fcm_emulator.post("/emulator/latency", json={"delay_ms": 300})).raise_for_status()
+    clock = PinnedClock(NOW)
+    first = [push(token=f"first-{i}", expires_in=60) for i in range(4)]
+    # Still in time when the batch starts, but behind four sends that take 300 ms each.
+    waiting = [push(token=f"waiting-{i}", expires_in=MIN_SEND_LIFETIME.total_seconds() + 0.2)
+               for i in range(4)]
+
+    results = await fcm_gateway.send(first + waiting, clock)
+
+    assert [r.outcome for r in results] == ["sent"] * 4 + ["expired"] * 4
+    assert {m["message"]["token"] for m in await received(fcm_emulator)} == {
+        f"first-{i}" for i in range(4)}
+
+
+@in_module_loop
+async def test_a_push_that_waited_its_turn_carries_the_lifetime_left_when_it_leaves(
+        fcm_gateway: FcmGateway, fcm_emulator: httpx.AsyncClient) -> None:
+    (await fcm_emulator.post("/emulator/latency", json={"delay_ms": 300})).raise_for_status()
+    clock = PinnedClock(NOW)
+    pushes = [push(token=f"device-{i}", expires_in=100.25) for i in range(8)]
+
+    await fcm_gateway.send(pushes, clock)
+
+    ttl = {m["message"]["token"]: m["message"]["android"]["ttl"]
+           for m in await received(fcm_emulator)}
+    # The last four left at least 300 ms after the batch began, with under 100 s to go.
+    assert {ttl[f"device-{i}"] for i in range(4, 8)} <= {"99s", "98s"}
 
 
 @in_module_loop
@@ -523,3 +573,82 @@ async def test_faults_answer_in_fcm_error_format(
 async def test_bad_fault_requests_are_refused(name: str, fault: dict[str, Any],
                                               fcm_emulator: httpx.AsyncClient) -> None:
     assert (await fcm_emulator.post("/emulator/faults", json=fault)).status_code == 400
+
+
+ATTEMPT_CASES: list[tuple[str, dict[str, Any] | None, dict[str, Any], int, float | None]] = [
+    ("an accepted send is logged as 200", None, {"message": a_message()}, 200, None),
+    ("a send refused by a 503 fault is logged with the Retry-After it was given",
+     {"status": 503, "count": 1, "retry_after": 1.5}, {"message": a_message()}, 503, 2.0),
+    ("a send refused by a 429 fault is logged with its Retry-After",
+     {"status": 429, "count": 1, "retry_after": 3}, {"message": a_message()}, 429, 3.0),
+    ("an invalid message is logged as 400", None, {"message": a_message(token="")}, 400, None),
+    ("an unregistered token is logged as 404", None,
+     {"message": a_message(token="unregistered-1")}, 404, None),
+]
+
+
+@in_module_loop
+@pytest.mark.parametrize(("name", "fault", "request_body", "status", "retry_after"),
+                         ATTEMPT_CASES, ids=[c[0] for c in ATTEMPT_CASES])
+async def test_every_send_attempt_is_logged_with_its_answer(
+        name: str, fault: dict[str, Any] | None, request_body: dict[str, Any], status: int,
+        retry_after: float | None, fcm_emulator: httpx.AsyncClient) -> None:
+    if fault is not None:
+        (await fcm_emulator.post("/emulator/faults", json=fault)).raise_for_status()
+    before = datetime.now(UTC)
+
+    await fcm_emulator.post("/v1/projects/p/messages:send", json=request_body)
+
+    [attempt] = (await fcm_emulator.get("/emulator/attempts")).json()["attempts"]
+    assert (attempt["project"], attempt["status"], attempt["retry_after"],
+            attempt["message"]) == ("p", status, retry_after, request_body["message"])
+    assert datetime.fromisoformat(attempt["received_at"]) >= before
+
+
+@in_module_loop
+async def test_a_slowed_emulator_keeps_the_message_on_arrival_and_answers_later(
+        fcm_emulator: httpx.AsyncClient) -> None:
+    (await fcm_emulator.post("/emulator/latency", json={"delay_ms": 250})).raise_for_status()
+    before = datetime.now(UTC)
+
+    response = await fcm_emulator.post("/v1/projects/p/messages:send",
+                                       json={"message": a_message()})
+
+    answered = datetime.now(UTC)
+    assert response.status_code == 200
+    [kept] = await received(fcm_emulator)
+    arrived = datetime.fromisoformat(kept["received_at"])
+    assert answered - before >= timedelta(milliseconds=250)
+    assert arrived - before < timedelta(milliseconds=250)
+
+
+@in_module_loop
+async def test_clearing_faults_also_ends_the_latency(fcm_emulator: httpx.AsyncClient) -> None:
+    (await fcm_emulator.post("/emulator/latency", json={"delay_ms": 2000})).raise_for_status()
+    (await fcm_emulator.delete("/emulator/faults")).raise_for_status()
+
+    response = await fcm_emulator.post("/v1/projects/p/messages:send",
+                                       json={"message": a_message()}, timeout=1.0)
+
+    assert response.status_code == 200
+
+
+@in_module_loop
+async def test_clearing_the_messages_also_forgets_the_attempts(
+        fcm_emulator: httpx.AsyncClient) -> None:
+    await fcm_emulator.post("/v1/projects/p/messages:send", json={"message": a_message()})
+
+    (await fcm_emulator.delete("/emulator/messages")).raise_for_status()
+
+    assert (await fcm_emulator.get("/emulator/attempts")).json() == {"attempts": []}
+
+
+@in_module_loop
+@pytest.mark.parametrize(("name", "latency"), [
+    ("a negative latency is refused", {"delay_ms": -1}),
+    ("a latency over a minute is refused", {"delay_ms": 60_001}),
+    ("a latency with an unknown field is refused", {"delay_ms": 10, "jitter_ms": 5}),
+])
+async def test_bad_latency_requests_are_refused(name: str, latency: dict[str, Any],
+                                                fcm_emulator: httpx.AsyncClient) -> None:
+    assert (await fcm_emulator.post("/emulator/latency", json=latency)).status_code == 400
