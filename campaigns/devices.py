@@ -65,8 +65,12 @@ class DevicePatch(msgspec.Struct, kw_only=True, forbid_unknown_fields=False,
     locale: Locale | UnsetType | None = UNSET
     timezone: str | UnsetType | None = UNSET
     app_version: Annotated[str, Meta(min_length=1, max_length=64)] | UnsetType = UNSET
+    # Known, so not ignored like an unknown field: changing it is refused by name.
+    platform: Annotated[str, Meta(description="cannot be changed: refused")] | UnsetType = UNSET
 
     def __post_init__(self) -> None:
+        if self.platform is not UNSET:
+            raise ValueError("platform: cannot be changed; register the install again instead")
         if self.fcm_token is not UNSET and self.fid is not UNSET:
             raise ValueError("fcm_token: give at most one push address, fcm_token or fid")
         if isinstance(self.timezone, str):
