@@ -24,17 +24,22 @@ PushAddress = Annotated[str, Meta(min_length=1, max_length=4096)]
 ShortText = Annotated[str, Meta(min_length=1, max_length=200)]
 
 
-class Consent(msgspec.Struct, kw_only=True, forbid_unknown_fields=True, frozen=True):
+# Device bodies ignore fields this version does not know (the contract): an app released
+# after this server may send more, and must not be refused for it. Staff bodies refuse them.
+class Consent(msgspec.Struct, kw_only=True, forbid_unknown_fields=False,
+              frozen=True):
     location: bool
     marketing_push: bool
 
 
-class ConsentPatch(msgspec.Struct, kw_only=True, forbid_unknown_fields=True, frozen=True):
+class ConsentPatch(msgspec.Struct, kw_only=True, forbid_unknown_fields=False,
+                   frozen=True):
     location: bool | UnsetType = UNSET
     marketing_push: bool | UnsetType = UNSET
 
 
-class DeviceIn(msgspec.Struct, kw_only=True, forbid_unknown_fields=True, frozen=True):
+class DeviceIn(msgspec.Struct, kw_only=True, forbid_unknown_fields=False,
+               frozen=True):
     platform: Platform
     consent: Consent
     fcm_token: PushAddress | None = None
@@ -51,7 +56,8 @@ class DeviceIn(msgspec.Struct, kw_only=True, forbid_unknown_fields=True, frozen=
             check_timezone(self.timezone)
 
 
-class DevicePatch(msgspec.Struct, kw_only=True, forbid_unknown_fields=True, frozen=True):
+class DevicePatch(msgspec.Struct, kw_only=True, forbid_unknown_fields=False,
+                  frozen=True):
     fcm_token: PushAddress | UnsetType = UNSET
     fid: PushAddress | UnsetType = UNSET
     consent: ConsentPatch | UnsetType = UNSET
@@ -59,8 +65,12 @@ class DevicePatch(msgspec.Struct, kw_only=True, forbid_unknown_fields=True, froz
     locale: Locale | UnsetType | None = UNSET
     timezone: str | UnsetType | None = UNSET
     app_version: Annotated[str, Meta(min_length=1, max_length=64)] | UnsetType = UNSET
+    # Known, so not ignored like an unknown field: changing it is refused by name.
+    platform: Annotated[str, Meta(description="cannot be changed: refused")] | UnsetType = UNSET
 
     def __post_init__(self) -> None:
+        if self.platform is not UNSET:
+            raise ValueError("platform: cannot be changed; register the install again instead")
         if self.fcm_token is not UNSET and self.fid is not UNSET:
             raise ValueError("fcm_token: give at most one push address, fcm_token or fid")
         if isinstance(self.timezone, str):

@@ -62,7 +62,9 @@ class Stats(msgspec.Struct, kw_only=True, frozen=True):
     predicted_arrived: int
 
 
-class FeedbackIn(msgspec.Struct, kw_only=True, forbid_unknown_fields=True, frozen=True):
+# A device body: unknown fields are ignored, so a newer app's events still count.
+class FeedbackIn(msgspec.Struct, kw_only=True, forbid_unknown_fields=False,
+                 frozen=True):
     kind: FeedbackKind
     ts: datetime
 

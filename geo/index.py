@@ -53,7 +53,14 @@ from geo.cells import (
     parents_of,
     polyfill,
 )
-from geo.fences import EARTH_RADIUS_M, FenceShape, from_local_metres, to_local_metres
+from geo.fences import (
+    EARTH_RADIUS_M,
+    FenceShape,
+    from_local_metres,
+    short_way,
+    to_local_metres,
+    within_world,
+)
 
 F64 = NDArray[np.float64]
 I32 = NDArray[np.int32]
@@ -228,7 +235,7 @@ class _Geometry:
         if len(poly):
             fp = f[poly]
             fr = frame[poly]
-            x = (lng[poly] - fr[:, 1]) * fr[:, 2]
+            x = short_way(lng[poly] - fr[:, 1]) * fr[:, 2]
             y = (lat[poly] - fr[:, 0]) * fr[:, 3]
             ins, d = self._polygon_kernel(fp, x, y)
             inside[poly] = ins
@@ -238,7 +245,7 @@ class _Geometry:
             fb = f[big]
             for fence in np.unique(fb).tolist():
                 at = big[fb == fence]
-                x = (lng[at] - self.lng0[fence]) * self.kx[fence]
+                x = short_way(lng[at] - self.lng0[fence]) * self.kx[fence]
                 y = (lat[at] - self.lat0[fence]) * self.ky[fence]
                 area, border = self.big[fence]
                 ins = shapely.contains_xy(area, x, y)
@@ -391,15 +398,20 @@ class FenceIndex:
         row_start = np.flatnonzero(fresh)
         keys = entry_cell[row_start]
         levels = np.unique((keys >> np.uint64(52)) & np.uint64(0xF)).astype(int).tolist()
+        # float32 halves the memory; the 1 cm nudge outwards keeps computed bounds conservative.
+        entry_lo = (np.concatenate(lo_parts)[order] - 0.01).astype(np.float32)
+        entry_hi = (np.concatenate(hi_parts)[order] + 0.01).astype(np.float32)
+        # Deep cells are not a computed bound but a fact (inside by at least the widest margin):
+        # nudged, a query at that margin would run exact geometry deep inside big fences.
+        entry_hi[np.isneginf(entry_lo)] = -max_margin_m
         return cls(
             kept,
             geometry,
             CellTable(keys, np.arange(len(keys), dtype=np.int32)),
             np.append(row_start, len(entry_cell)).astype(np.int64),
             np.concatenate(fence_parts)[order].astype(np.int32),
-            # float32 halves the memory; the 1 cm nudge outwards keeps the bounds conservative.
-            (np.concatenate(lo_parts)[order] - 0.01).astype(np.float32),
-            (np.concatenate(hi_parts)[order] + 0.01).astype(np.float32),
+            entry_lo,
+            entry_hi,
             sorted(set(levels) | {resolution}, reverse=True),
             resolution=resolution,
             max_margin_m=float(max_margin_m),
@@ -626,25 +638,47 @@ class _Cover:
 def _cover(
     shape: FenceShape, geometry: _Geometry, i: int, coarse: int, fine: int, margin: float,
 ) -> _Cover:
-    """Coarse cells covering fence i and everything within `margin` of it, and cell radii."""
+    """Coarse cells covering fence i and everything within `margin` of it, and cell radii
+    (in the fence's local metres, see `_distortion`)."""
     centre = cell_of(shape.center_lat, shape.center_lng, coarse)
     edge, rho_coarse, rho_fine = _radii(centre, fine)
-    # A cell with a point within `margin` of the fence has its centre within
-    # reach + margin + rho_coarse of the fence's centre.
-    reach = float(geometry.reach[i]) + margin + rho_coarse
+    _, lat_lo, _, lat_hi = shape.area.bounds
+    band = (margin + 3.0 * rho_coarse) / _DEG  # the cover reaches no farther north or south
+    s = _distortion(shape.center_lat, lat_lo - band, lat_hi + band)
+    rho_coarse_local, rho_fine_local = rho_coarse * s, rho_fine * s
+    fence_reach = float(geometry.reach[i])
+    # A cell with a point within `margin` (local metres) of the fence has its centre within
+    # s × (reach + margin) + rho_coarse true metres of the fence's centre.
+    reach = s * (fence_reach + margin) + rho_coarse
     if reach <= DISK_COVER_LIMIT_M:
         # Centres of cells k grid steps apart are at least 1.5 edges (= circumradii) apart;
         # the 5 % allow for the cells' size varying across the disk.
         k = math.ceil((reach + edge) / (1.5 * edge / 1.05)) + 1
-        return _Cover(disk(centre, k), rho_coarse, rho_fine)
+        return _Cover(disk(centre, k), rho_coarse_local, rho_fine_local)
     local = geometry.local[i]
     if local is None:  # a circle
         local = shapely.Point(0.0, 0.0).buffer(float(geometry.radius[i]), quad_segs=16)
     # 2 % + 2 m covers the buffer's chords and, for circles (tested by haversine), the local
-    # frame's distortion over up to 10 km.
-    grow = (margin + rho_coarse) * 1.02 + 2.0 + 0.02 * float(geometry.reach[i])
+    # frame's distortion over up to 10 km at mid latitudes; the last term, its growth nearer
+    # the poles.
+    grow = ((margin + rho_coarse_local) * 1.02 + 2.0 + 0.02 * fence_reach
+            + (s - 1.0) * (fence_reach + margin))
     area = from_local_metres(shapely.buffer(local, grow), shape.center_lng, shape.center_lat)
-    return _Cover(polyfill(_to_h3shape(area), coarse), rho_coarse, rho_fine)
+    cells = polyfill(_to_h3shape(within_world(area)), coarse)
+    return _Cover(cells, rho_coarse_local, rho_fine_local)
+
+
+def _distortion(lat0: float, lat_lo: float, lat_hi: float) -> float:
+    """How much the local frame around latitude `lat0` may stretch or shrink a distance between
+    latitudes `lat_lo` and `lat_hi` (≥ 1): its metres east are true at `lat0` only, and scale
+    with cos(latitude) elsewhere. Under 1.001 for a fence of a few km below 60°; it grows
+    toward the poles, where cell bounds widen by it so that they stay conservative."""
+    def cos(lat: float) -> float:
+        return math.cos(math.radians(min(90.0, abs(lat))))
+
+    nearest_equator = 0.0 if lat_lo <= 0.0 <= lat_hi else min(abs(lat_lo), abs(lat_hi))
+    farthest = max(abs(lat_lo), abs(lat_hi))
+    return max(cos(lat0) / max(cos(farthest), 1e-12), cos(nearest_equator) / cos(lat0))
 
 
 @functools.lru_cache(maxsize=4096)

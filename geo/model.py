@@ -92,24 +92,34 @@ class Geofence(msgspec.Struct, kw_only=True, frozen=True):
     area_m2: float
 
 
-class FeatureProperties(msgspec.Struct, kw_only=True, forbid_unknown_fields=False, frozen=True):
+# An import is a staff body like any other: a member this version does not know is refused, so
+# `"dwel_seconds"` cannot pass silently. Known but ignored: what an export writes besides the
+# fence (`id`, `version`) and GeoJSON's `bbox`.
+BBox = Annotated[list[float], Meta(min_length=4, max_length=6)]
+
+
+class FeatureProperties(msgspec.Struct, kw_only=True, forbid_unknown_fields=True, frozen=True):
     name: Name
     radius_m: float | None = None
     dwell_seconds: DwellSeconds = 120
     enabled: bool = True
     tags: Annotated[list[Tag], Meta(max_length=32)] = msgspec.field(default_factory=list)
+    id: str | None = None
+    version: int | None = None
 
 
 class Feature(msgspec.Struct, tag="Feature", tag_field="type", kw_only=True,
-              forbid_unknown_fields=False, frozen=True):
+              forbid_unknown_fields=True, frozen=True):
     geometry: Geometry
     properties: FeatureProperties
     id: str | int | None = None
+    bbox: BBox | None = None
 
 
 class FeatureCollection(msgspec.Struct, tag="FeatureCollection", tag_field="type",
-                        kw_only=True, forbid_unknown_fields=False, frozen=True):
+                        kw_only=True, forbid_unknown_fields=True, frozen=True):
     features: Annotated[list[Feature], Meta(min_length=1, max_length=5000)]
+    bbox: BBox | None = None
 
 
 class ExportProperties(msgspec.Struct, kw_only=True, frozen=True):

@@ -21,7 +21,10 @@ MAX_SPEED_MPS = 300.0  # faster than any vehicle a shopper is in; above it the f
 BATCH_MAX = 500
 
 
-class PingIn(msgspec.Struct, kw_only=True, forbid_unknown_fields=True, frozen=True):
+# Device bodies ignore fields this version does not know (the contract): an app released
+# after this server may send more, and must not be refused for it. Staff bodies refuse them.
+class PingIn(msgspec.Struct, kw_only=True, forbid_unknown_fields=False,
+             frozen=True):
     lat: float
     lng: float
     ts: datetime
@@ -30,7 +33,8 @@ class PingIn(msgspec.Struct, kw_only=True, forbid_unknown_fields=True, frozen=Tr
     heading_deg: float | None = None
 
 
-class PingBatch(msgspec.Struct, kw_only=True, forbid_unknown_fields=True, frozen=True):
+class PingBatch(msgspec.Struct, kw_only=True, forbid_unknown_fields=False,
+                frozen=True):
     pings: Annotated[list[PingIn], Meta(min_length=1, max_length=BATCH_MAX)]
 
 
@@ -41,7 +45,8 @@ SignalKind = Annotated[str, Meta(
 )]
 
 
-class SignalIn(msgspec.Struct, kw_only=True, forbid_unknown_fields=True, frozen=True):
+class SignalIn(msgspec.Struct, kw_only=True, forbid_unknown_fields=False,
+               frozen=True):
     kind: SignalKind
     ts: datetime
     attributes: Annotated[dict[Annotated[str, Meta(max_length=64)],
@@ -49,7 +54,8 @@ class SignalIn(msgspec.Struct, kw_only=True, forbid_unknown_fields=True, frozen=
                           Meta(max_length=32)] = msgspec.field(default_factory=dict)
 
 
-class SignalBatch(msgspec.Struct, kw_only=True, forbid_unknown_fields=True, frozen=True):
+class SignalBatch(msgspec.Struct, kw_only=True, forbid_unknown_fields=False,
+                  frozen=True):
     signals: Annotated[list[SignalIn], Meta(min_length=1, max_length=BATCH_MAX)]
 
 

@@ -45,6 +45,14 @@ def bowtie() -> dict[str, Any]:
                     [LNG0, LAT0]])
 
 
+def circle_ring(n: int, east: float = 0.0, size: float = 0.004) -> list[list[float]]:
+    """A closed ring of `n` positions (n - 1 distinct) on a circle of `size` degrees around
+    Paris, `east` degrees east of it."""
+    ring = [[LNG0 + east + size * math.cos(2 * math.pi * k / (n - 1)),
+             LAT0 + size * math.sin(2 * math.pi * k / (n - 1))] for k in range(n - 1)]
+    return [*ring, ring[0]]
+
+
 def point(lng: float = LNG0, lat: float = LAT0) -> dict[str, Any]:
     return {"type": "Point", "coordinates": [lng, lat]}
 
@@ -54,8 +62,8 @@ def geometry(raw: dict[str, Any]) -> Geometry:
     return decoded
 
 
-def square_area_m2(size: float) -> float:
-    return size * M_PER_DEG_LNG * size * M_PER_DEG_LAT
+def square_area_m2(size: float, lat: float = LAT0) -> float:
+    return size * M_PER_DEG_LAT * math.cos(math.radians(lat + size / 2)) * size * M_PER_DEG_LAT
 
 
 # A side of 0.05° lat by 0.075° lng is about 5.55 km × 5.49 km ≈ 30.5 km².
@@ -93,6 +101,28 @@ INVALID: list[Any] = [
                   "coordinates": [[ring(LNG0, LAT0, 0.001)], bowtie()["coordinates"]]},
                  None, "geometry.coordinates[1]", "Self-intersection",
                  id="a MultiPolygon with one bad part names that part"),
+    pytest.param(polygon(circle_ring(2_001)), None, "geometry.coordinates",
+                 "2001 positions, over the limit of 2,000",
+                 id="a ring of 2,001 positions is over the limit"),
+    pytest.param({"type": "MultiPolygon",
+                  "coordinates": [[circle_ring(1_000)], [circle_ring(1_001, 0.01)]]},
+                 None, "geometry.coordinates", "2001 positions, over the limit of 2,000",
+                 id="two parts of 1,000 and 1,001 positions are over the limit together"),
+    pytest.param(polygon(circle_ring(1_500), circle_ring(501, size=0.002)[::-1]), None,
+                 "geometry.coordinates", "2001 positions, over the limit of 2,000",
+                 id="a hole's positions count toward the limit with the outer ring's"),
+    pytest.param({"type": "MultiPolygon",
+                  "coordinates": [[ring(LNG0, LAT0, 0.002)], [ring(LNG0 + 0.001, LAT0, 0.002)]]},
+                 None, "geometry.coordinates[1]", "overlaps part 0",
+                 id="a MultiPolygon whose parts overlap names the second"),
+    pytest.param(polygon([[lng, -89.95] for lng in (-170.0, -60.0, 60.0, 170.0, -170.0)]),
+                 None, "geometry.coordinates[0]", "goes around a pole",
+                 id="a ring around the South Pole is refused"),
+    pytest.param(polygon([[0.0, 89.97], [1.0, 89.97], [1.0, 89.99], [0.0, 89.97]]), None,
+                 "geometry.coordinates[0][2]", "within 2 km of a pole",
+                 id="a position 1.1 km from the North Pole is named"),
+    pytest.param(point(0.0, -89.95), 5_000.0, "geometry.coordinates", "within 2 km of a pole",
+                 id="a circle reaching within 2 km of the South Pole is refused"),
 ]
 
 
@@ -122,6 +152,26 @@ VALID: list[Any] = [
                  id="a MultiPolygon of two squares counts both parts"),
     pytest.param(point(), 100.0, "circle", math.pi * 100.0**2,
                  id="a circle of radius 100 m has an area of pi r squared"),
+    pytest.param(polygon(circle_ring(2_000)), None, "polygon",
+                 1999 / 2 * math.sin(2 * math.pi / 1999) * 0.004**2 * M_PER_DEG_LNG * M_PER_DEG_LAT,
+                 id="a ring of exactly 2,000 positions is accepted"),
+    pytest.param({"type": "MultiPolygon",
+                  "coordinates": [[ring(179.99, -16.8, 0.01)], [ring(-180.0, -16.8, 0.01)]]},
+                 None, "polygon", 2 * square_area_m2(0.01, -16.8),
+                 id="a MultiPolygon cut at the antimeridian is one area across it"),
+    pytest.param(polygon([[179.99, -16.8], [-179.99, -16.8], [-179.99, -16.79],
+                          [179.99, -16.79], [179.99, -16.8]]),
+                 None, "polygon", 2 * square_area_m2(0.01, -16.8),
+                 id="a ring jumping from 179.99 to -179.99 is read the short way round"),
+    pytest.param({"type": "MultiPolygon",
+                  "coordinates": [[ring(LNG0, LAT0, 0.001)], [ring(LNG0 + 0.001, LAT0, 0.001)]]},
+                 None, "polygon", 2 * square_area_m2(0.001),
+                 id="two parts sharing an edge are joined into one area"),
+    pytest.param(polygon(ring(15.6, 78.2, 0.01)), None, "polygon",
+                 square_area_m2(0.01, 78.2),
+                 id="a square in Svalbard has its area at that latitude"),
+    pytest.param(point(30.0, -89.9), 500.0, "circle", math.pi * 500.0**2,
+                 id="a circle around a station at 89.9 S is accepted"),
 ]
 
 
