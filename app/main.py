@@ -20,7 +20,7 @@ from app.clock import Clock, system_clock
 from app.errors import exception_handlers
 from app.lifespan import catalog, database, prediction, push_delivery
 from app.metrics import Metrics, count_unrouted, metrics_middleware
-from app.openapi import BEARER, ProblemResponses
+from app.openapi import BEARER, ProblemResponses, StrictStructSchemas
 from app.ratelimit import DeviceBudget
 from app.routes.campaigns import CampaignController, PolicyController
 from app.routes.deliveries import DeliveryController
@@ -72,7 +72,7 @@ def create_app(settings: Settings, *, clock: Clock = system_clock) -> Litestar:
         after_exception=[count_unrouted],
         exception_handlers=exception_handlers(),
         lifespan=[database, catalog, prediction, push_delivery],
-        plugins=[ProblemResponses()],
+        plugins=[ProblemResponses(), StrictStructSchemas()],
         middleware=[metrics_middleware],
         state=state,
         request_max_body_size=settings.max_body_bytes,

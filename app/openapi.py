@@ -2,11 +2,12 @@
 
 The error mapping (`app.errors`) answers the same way on every route, so what a route can answer
 follows from what the route is: one that needs a token can answer 401 and 403, one that takes
-input 400, one that reads a body 413, one that names an id in its path 404, one that writes 409,
-one with a device budget 429 with `Retry-After`. `ProblemResponses` declares those on every
-operation as the routes are registered, so a route added later is documented like the others;
-`DocumentedOperation` adds what litestar's response specs cannot say (headers, and which
-operations need the bearer token at all).
+input 400, one that reads a body 413, one that names an id (in its path or query) 404, one that
+writes 409, one with a device budget 429 with `Retry-After`. `ProblemResponses` declares those
+on every operation as the routes are registered, so a route added later is documented like the
+others; `DocumentedOperation` adds what litestar's response specs cannot say (headers, and which
+operations need the bearer token at all); `StrictStructSchemas` says which bodies refuse unknown
+fields.
 
 One rule: a status is declared from the facts of the route, never by hand on a handler; a handler
 declares only what is its own (readyz's 503, a CSV body).
@@ -16,7 +17,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from typing import Any
+from uuid import UUID
 
+import msgspec
+from litestar._openapi.schema_generation import SchemaCreator
+from litestar._openapi.schema_generation.plugins.struct import StructSchemaPlugin
 from litestar.constants import RESERVED_KWARGS
 from litestar.handlers import HTTPRouteHandler
 from litestar.openapi.datastructures import ResponseSpec
@@ -30,6 +35,7 @@ from litestar.openapi.spec import (
 )
 from litestar.plugins import ReceiveRoutePlugin
 from litestar.routes import BaseRoute, HTTPRoute
+from litestar.typing import FieldDefinition
 
 from app.errors import PROBLEM_JSON, Problem
 
@@ -52,10 +58,15 @@ def problem_response(description: str) -> ResponseSpec:
                         description=description, generate_examples=False)
 
 
-def _takes_parameters(handler: HTTPRouteHandler) -> bool:
+def _parameters(handler: HTTPRouteHandler) -> list[FieldDefinition]:
+    """What the caller passes in the path or the query (not injected, not the body)."""
     dependencies = handler.resolve_dependencies()
-    return any(name not in dependencies and name not in RESERVED_KWARGS
-               for name in handler.parsed_fn_signature.parameters)
+    return [field for name, field in handler.parsed_fn_signature.parameters.items()
+            if name not in dependencies and name not in RESERVED_KWARGS]
+
+
+def _names_an_id(field: FieldDefinition) -> bool:
+    return field.is_subclass_of(UUID) or field.has_inner_subclass_of(UUID)
 
 
 def _reads_body(handler: HTTPRouteHandler) -> bool:
@@ -63,17 +74,19 @@ def _reads_body(handler: HTTPRouteHandler) -> bool:
             or issubclass(handler.operation_class, RawBodyOperation))
 
 
-def statuses_of(handler: HTTPRouteHandler, path_parameters: bool) -> list[int]:
+def statuses_of(handler: HTTPRouteHandler) -> list[int]:
     """The error statuses the route can answer, from what it is."""
     public = bool(handler.opt.get("public"))
     roles: frozenset[str] = handler.opt.get("roles", frozenset())
     body = _reads_body(handler)
+    parameters = _parameters(handler)
     found = {
-        400: body or _takes_parameters(handler),
+        400: body or bool(parameters),
         401: not public,
         403: not public,
-        # a device's own routes look the device up again: erased meanwhile, it is not found
-        404: path_parameters or "device" in roles,
+        # An id in the path or the query may be unknown or out of scope; a device's own routes
+        # look the device up again, and one erased meanwhile is not found.
+        404: any(map(_names_an_id, parameters)) or "device" in roles,
         409: bool(WRITES & handler.http_methods) and not public,
         413: body,
         429: bool(handler.opt.get("budget")),
@@ -92,7 +105,7 @@ class ProblemResponses(ReceiveRoutePlugin):
                 continue
             own = dict(handler.responses or {})
             declared = {status: problem_response(_WHEN[status])
-                        for status in statuses_of(handler, bool(route.path_parameters))}
+                        for status in statuses_of(handler)}
             # Handlers are copied when registered, so this changes this app's copy only.
             handler.responses = {**declared, **own}
             if handler.operation_class is Operation:
@@ -141,3 +154,18 @@ class RawBodyOperation(DocumentedOperation):
 @dataclass
 class CsvBodyOperation(RawBodyOperation):
     media_type = "text/csv"
+
+
+class StrictStructSchemas(StructSchemaPlugin):
+    """Struct schemas that say what the decoder does: a body struct with
+    `forbid_unknown_fields` refuses unknown fields, so its schema has `additionalProperties:
+    false` (litestar's own struct schemas leave objects open, which tells clients and fuzzers
+    that a typo passes)."""
+
+    def to_openapi_schema(self, field_definition: FieldDefinition,
+                          schema_creator: SchemaCreator) -> Schema:
+        schema = super().to_openapi_schema(field_definition, schema_creator)
+        info = msgspec.inspect.type_info(field_definition.type_)
+        if isinstance(info, msgspec.inspect.StructType) and info.forbid_unknown_fields:
+            schema.additional_properties = False
+        return schema
