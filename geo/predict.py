@@ -658,6 +658,9 @@ def read_visits_csv(path_or_text: str | Path) -> list[Visit]:
             raise InvalidVisits(line, "user_id", "empty user_id")
         if not place:
             raise InvalidVisits(line, "place_id", "empty place_id")
+        for column, cell in (("user_id", user), ("place_id", place)):
+            if "\x00" in cell:  # the ids are stored as text, which PostgreSQL refuses NUL in
+                raise InvalidVisits(line, column, "must not contain NUL (U+0000)")
         try:
             arrived = _parse_ts(ts)
         except ValueError:
