@@ -83,60 +83,6 @@ CONFIG = schemathesis.Config.from_dict({
 })
 
 
-class Tally:
-    """What the run did, for its closing line."""
-
-    def __init__(self) -> None:
-        self.cases = 0
-        self.requests = 0
-        self.operations: set[str] = set()
-
-
-@pytest.fixture(scope="module")
-def fuzzed_app(module_database_url: str) -> Iterator[Litestar]:
-    # The device budget is out of the way here (its 429 has its own test): a budget spent by
-    # the fuzzer would leave the device's routes answering nothing but 429.
-    settings = settings_for(module_database_url, device_burst=1e9,
-                            device_batches_per_second=1e9)
-    app = create_app(settings, clock=PinnedClock(PINNED_AT))
-    try:
-        yield app
-    finally:
-        asgi.shutdown_lifespans()  # the pool closes before the database is dropped
-
-
-@pytest.fixture(scope="module")
-def world(fuzzed_app: Litestar, module_database_url: str) -> Iterator[World]:
-    SEEDED.append(seed_world(fuzzed_app, module_database_url, PINNED_AT))
-    try:
-        yield SEEDED[-1]
-    finally:
-        SEEDED.pop()
-
-
-@pytest.fixture(scope="module")
-def client(fuzzed_app: Litestar, world: World) -> Iterator[asgi.ASGIClient]:
-    """A session into the app in-process (the one whose lifespan holds the pool)."""
-    with asgi.get_client(fuzzed_app) as session:
-        yield session
-
-
-def test_the_fuzzed_document_is_the_one_the_service_serves(client: asgi.ASGIClient) -> None:
-    assert client.get("/schema/openapi.json").json() == DOCUMENT
-
-
-@pytest.fixture(scope="module")
-def tally(request: pytest.FixtureRequest) -> Iterator[Tally]:
-    counts = Tally()
-    yield counts
-    reporter = request.config.pluginmanager.get_plugin("terminalreporter")
-    if reporter is not None:
-        reporter.write_line(
-            f"schemathesis {schemathesis.__version__}: {counts.cases} cases on "
-            f"{len(counts.operations)} operations, {counts.requests} requests "
-            f"(up to {EXAMPLES} generated examples per operation and phase, {len(ROLES)} roles)")
-
-
 # The document is built at collection, from an app that is never started (building it needs no
 # database); `test_the_fuzzed_document_is_the_one_the_service_serves` holds it to the served one.
 DOCUMENT = create_app(settings_for("postgresql://unused.invalid/documents-only")
@@ -211,6 +157,62 @@ def _is_uuid(value: object) -> bool:
     except ValueError:
         return False
     return True
+
+
+class Tally:
+    """What the run did, for its closing line."""
+
+    def __init__(self) -> None:
+        self.cases = 0
+        self.requests = 0
+        self.operations: set[str] = set()
+
+
+@pytest.fixture(scope="module")
+def fuzzed_app(module_database_url: str) -> Iterator[Litestar]:
+    # The device budget is out of the way here (its 429 has its own test): a budget spent by
+    # the fuzzer would leave the device's routes answering nothing but 429.
+    settings = settings_for(module_database_url, device_burst=1e9,
+                            device_batches_per_second=1e9)
+    app = create_app(settings, clock=PinnedClock(PINNED_AT))
+    try:
+        yield app
+    finally:
+        asgi.shutdown_lifespans()  # the pool closes before the database is dropped
+
+
+@pytest.fixture(scope="module")
+def world(fuzzed_app: Litestar, module_database_url: str) -> Iterator[World]:
+    SEEDED.append(seed_world(fuzzed_app, module_database_url, PINNED_AT))
+    try:
+        yield SEEDED[-1]
+    finally:
+        SEEDED.pop()
+
+
+@pytest.fixture(scope="module")
+def client(fuzzed_app: Litestar, world: World) -> Iterator[asgi.ASGIClient]:
+    """A session into the app in-process (the one whose lifespan holds the pool)."""
+    with asgi.get_client(fuzzed_app) as session:
+        yield session
+
+
+def test_the_fuzzed_document_is_the_one_the_service_serves(client: asgi.ASGIClient) -> None:
+    assert client.get("/schema/openapi.json").json() == DOCUMENT
+
+
+@pytest.fixture(scope="module")
+def tally(request: pytest.FixtureRequest) -> Iterator[Tally]:
+    counts = Tally()
+    yield counts
+    reporter = request.config.pluginmanager.get_plugin("terminalreporter")
+    capture = request.config.pluginmanager.get_plugin("capturemanager")
+    if reporter is not None and capture is not None:
+        with capture.global_and_fixture_disabled():
+            reporter.write_line(
+                f"\nschemathesis {schemathesis.__version__}: {counts.cases} cases on "
+                f"{len(counts.operations)} operations, {counts.requests} requests (up to "
+                f"{EXAMPLES} generated examples per operation and phase, {len(ROLES)} roles)")
 
 
 @schema.parametrize()
