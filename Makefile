@@ -4,7 +4,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: run test lint unit demo bench eval install clean
+.PHONY: run test lint unit demo bench eval fuzz install clean
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -23,6 +23,14 @@ lint: $(STAMP)
 
 test: lint
 	$(PY) -m pytest -q -p no:cacheprovider
+
+# The schema fuzzer alone, with many more generated examples per operation than `make test`
+# runs (5); FUZZ_SEED picks another run of examples.
+FUZZ_EXAMPLES ?= 300
+FUZZ_SEED ?= 20261123
+fuzz: $(STAMP)
+	CONTEXTO_FUZZ_EXAMPLES=$(FUZZ_EXAMPLES) CONTEXTO_FUZZ_SEED=$(FUZZ_SEED) \
+		$(PY) -m pytest -q -p no:cacheprovider tests/api/test_schema_fuzz.py
 
 demo: $(STAMP)
 	$(PY) -m fixtures.demo

@@ -107,10 +107,25 @@ async def role_guard(connection: ASGIConnection[Any, Any, Any, Any],
     connection.state.principal = principal
 
 
-def admits(*roles: str, action: str) -> dict[str, Any]:
+def admits(*roles: str, action: str, budget: str | None = None) -> dict[str, Any]:
     """Handler `opt` naming who may call it. Admin may call everything except the routes that
-    act as a device (they need a device's identity)."""
-    return {"roles": frozenset(roles), "action": action}
+    act as a device (they need a device's identity). `budget` names the device's request budget
+    the route spends (see `app.ratelimit`)."""
+    opt: dict[str, Any] = {"roles": frozenset(roles), "action": action}
+    if budget is not None:
+        opt["budget"] = budget
+    return opt
+
+
+async def budget_guard(connection: ASGIConnection[Any, Any, Any, Any],
+                       handler: BaseRouteHandler) -> None:
+    """App-wide guard after `role_guard`: a route with a `budget` spends one request of the
+    calling device's budget, before its body is even read, so a runaway loop of malformed
+    requests is throttled too."""
+    budget = handler.opt.get("budget")
+    if budget is not None:
+        principal: Principal = connection.state.principal
+        connection.app.state.device_budget.spend(principal.device, budget)
 
 
 async def provide_principal(request: Any) -> Principal:

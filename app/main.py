@@ -15,11 +15,12 @@ from litestar.di import Provide
 from litestar.openapi import OpenAPIConfig
 from litestar.openapi.spec import Components, SecurityScheme
 
-from app.auth import provide_principal, role_guard, token_hash
+from app.auth import budget_guard, provide_principal, role_guard, token_hash
 from app.clock import Clock, system_clock
 from app.errors import exception_handlers
 from app.lifespan import catalog, database, prediction, push_delivery, retention
 from app.metrics import Metrics, count_unrouted, metrics_middleware
+from app.openapi import BEARER, ProblemResponses, StrictStructSchemas
 from app.ratelimit import DeviceBudget
 from app.routes.audit import AuditController
 from app.routes.campaigns import CampaignController, PolicyController
@@ -67,11 +68,12 @@ def create_app(settings: Settings, *, clock: Clock = system_clock) -> Litestar:
             "principal": Provide(provide_principal),
             "now": Provide(provide_now, sync_to_thread=False),
         },
-        guards=[role_guard],
+        guards=[role_guard, budget_guard],
         before_request=strict_body,
         after_exception=[count_unrouted],
         exception_handlers=exception_handlers(),
         lifespan=[database, catalog, prediction, retention, push_delivery],
+        plugins=[ProblemResponses(), StrictStructSchemas()],
         middleware=[metrics_middleware],
         state=state,
         request_max_body_size=settings.max_body_bytes,
@@ -79,9 +81,9 @@ def create_app(settings: Settings, *, clock: Clock = system_clock) -> Litestar:
             title="contexto", version="1.0.0",
             description="Context marketing: location pings to time-boxed push offers.",
             path="/schema",
+            # Each operation says whether it needs the token (see `app.openapi`).
             components=Components(security_schemes={
-                "bearer": SecurityScheme(type="http", scheme="bearer"),
+                BEARER: SecurityScheme(type="http", scheme="bearer"),
             }),
-            security=[{"bearer": []}],
         ),
     )

@@ -1,14 +1,18 @@
-"""Request bodies are decoded strictly: `"48.85"` is not a number here.
+"""Requests are read strictly: `"48.85"` is not a number here, and no text holds NUL.
 
 litestar converts bodies with msgspec's lax mode (strings accepted as numbers and booleans), which
 a public API must not do: an app that sends `"lat": "48.85"` has a bug that should be reported,
 not guessed around. This hook decodes the raw body once, strictly, against the handler's `data`
-type before litestar does (whatever the Content-Type says: every `data` body is JSON); litestar's
-own conversion then only ever sees valid bodies.
+type before litestar does; litestar's own conversion then only ever sees valid bodies.
+
+NUL (U+0000) is valid JSON (`"\\u0000"`) and valid in a query string (`%00`), but PostgreSQL
+cannot store it in text: a NUL would reach the database and fail there. No text of this API has
+a use for it, so it is refused at the edge, in the body and in the query alike.
 
 One rule: the same msgspec error, with its `$.path`, becomes the same 400 as any other
-validation error; a body that is not JSON at all is named at the value where it stops being JSON
-(`NaN` and `Infinity` are not JSON numbers, so `{"lat": NaN}` names `lat`).
+validation error; a NUL is a 400 naming the field that holds it; a body that is not JSON at all is
+named at the value where it stops being JSON (`NaN` and `Infinity` are not JSON numbers, so
+`{"lat": NaN}` names `lat`).
 """
 
 from __future__ import annotations
@@ -19,7 +23,15 @@ from typing import Any
 
 import msgspec
 from litestar import Request
+from litestar.enums import RequestEncodingType
 from litestar.exceptions import ValidationException
+from litestar.params import BodyKwarg
+from litestar.typing import FieldDefinition
+
+from geo.errors import InvalidField
+
+NUL = "\x00"
+NO_NUL = "must not contain NUL (U+0000)"
 
 
 @cache
@@ -27,9 +39,43 @@ def _decoder(annotation: Any) -> msgspec.json.Decoder[Any]:
     return msgspec.json.Decoder(annotation)
 
 
+def _json_body(field: FieldDefinition) -> bool:
+    """litestar reads a JSON `data` whatever the Content-Type says, so it is decoded strictly
+    whatever it says too (a `text/plain` label must not be a way around the checks)."""
+    body = field.kwarg_definition
+    return not isinstance(body, BodyKwarg) or body.media_type == RequestEncodingType.JSON
+
+
+def nul_at(value: Any, path: str = "") -> str | None:
+    """The field path (`signals[0].attributes`) of the first text holding NUL, or None."""
+    if isinstance(value, str):
+        return (path or "body") if NUL in value else None
+    if isinstance(value, dict):
+        for key, item in value.items():
+            inner = f"{path}.{key}" if path else str(key)
+            if NUL in str(key):
+                return path or "body"
+            found = nul_at(item, inner)
+            if found:
+                return found
+    elif isinstance(value, list):
+        for index, item in enumerate(value):
+            found = nul_at(item, f"{path}[{index}]" if path else f"[{index}]")
+            if found:
+                return found
+    return None
+
+
+def refuse_nul_in_query(request: Request[Any, Any, Any]) -> None:
+    for name, value in request.query_params.multi_items():
+        if NUL in name or NUL in value:
+            raise InvalidField(name.replace(NUL, "\\u0000"), NO_NUL)
+
+
 async def strict_body(request: Request[Any, Any, Any]) -> None:
+    refuse_nul_in_query(request)
     field = request.route_handler.parsed_fn_signature.parameters.get("data")
-    if field is None:
+    if field is None or not _json_body(field):
         return
     body = await request.body()
     try:
@@ -44,6 +90,11 @@ async def strict_body(request: Request[Any, Any, Any]) -> None:
             detail="the body is not valid JSON",
             extra=[{"message": malformed(body, str(exc)), "key": None, "source": "body"}],
         ) from exc
+    # JSON can carry NUL only as the escape `\u0000`; the walk runs only when that is there.
+    if b"\\u0000" in body:
+        found = nul_at(msgspec.json.decode(body))
+        if found:
+            raise InvalidField(found, NO_NUL)
 
 
 _AT_BYTE = re.compile(r"\(byte (\d+)\)")

@@ -46,10 +46,14 @@ from collections import deque
 from collections.abc import Callable, Iterable, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import msgspec
 import numpy as np
 import numpy.typing as npt
+
+if TYPE_CHECKING:
+    from _csv import Reader
 
 FloatArray = npt.NDArray[np.float64]
 
@@ -631,7 +635,15 @@ def read_visits_csv(path_or_text: str | Path) -> list[Visit]:
         text = Path(path_or_text).read_text(encoding="utf-8-sig")
     else:
         text = path_or_text
-    reader = csv.reader(io.StringIO(text))
+    # newline="": the csv module reads the line ends itself, a lone CR included, as its docs ask
+    reader = csv.reader(io.StringIO(text, newline=""))
+    try:
+        return _read_visit_rows(reader)
+    except csv.Error as exc:  # e.g. a field past the module's limit: this is not CSV to us
+        raise InvalidVisits(reader.line_num or 1, "row", f"not CSV: {exc}") from None
+
+
+def _read_visit_rows(reader: Reader) -> list[Visit]:
     header = next(reader, None)
     if header is None:
         raise InvalidVisits(1, "header", "the file is empty; expected user_id,place_id,ts")
@@ -658,6 +670,9 @@ def read_visits_csv(path_or_text: str | Path) -> list[Visit]:
             raise InvalidVisits(line, "user_id", "empty user_id")
         if not place:
             raise InvalidVisits(line, "place_id", "empty place_id")
+        for column, cell in (("user_id", user), ("place_id", place)):
+            if "\x00" in cell:  # the ids are stored as text, which PostgreSQL refuses NUL in
+                raise InvalidVisits(line, column, "must not contain NUL (U+0000)")
         try:
             arrived = _parse_ts(ts)
         except ValueError:

@@ -21,13 +21,12 @@ class PingController(Controller):
     tags = ["pings"]
 
     @post("/pings", operation_id="postPings", status_code=202,
-          opt=admits("device", action="send pings"))
+          opt=admits("device", action="send pings", budget="pings"))
     async def post_pings(self, data: PingBatch, pool: asyncpg.Pool, principal: Principal,
                          state: State, now: datetime) -> Accepted:
         """Send 1 to 500 location pings, in any order. Each bad ping is rejected alone with
         its reason; without location consent nothing is stored (403). A device sending more
         than its budget (a burst of 30 batches, then one every 2 s) gets 429 with `Retry-After`."""
-        state.device_budget.spend(principal.device, "pings")
         accepted, rejected = split_pings(data.pings, now)
         async with pool.acquire() as conn, conn.transaction():
             device = await devices.get_device(conn, principal.device, lock=True)
@@ -40,12 +39,11 @@ class PingController(Controller):
         return Accepted(len(accepted), rejected)
 
     @post("/signals", operation_id="postSignals", status_code=202,
-          opt=admits("device", action="send signals"))
+          opt=admits("device", action="send signals", budget="signals"))
     async def post_signals(self, data: SignalBatch, pool: asyncpg.Pool,
                            principal: Principal, state: State, now: datetime) -> Accepted:
         """Send 1 to 500 app signals (search, product_view, store_locator, directions,
         cart_add, checkout, purchase, …); each bad one is rejected alone."""
-        state.device_budget.spend(principal.device, "signals")
         accepted, rejected = split_signals(data.signals, now)
         device_id = principal.device
         records = [(device_id, s.ts, s.kind, s.attributes)

@@ -11,6 +11,7 @@ from litestar import Controller, Request, get, post
 from litestar.datastructures import State
 
 from app.auth import admits
+from app.openapi import CsvBodyOperation
 from geo.errors import InvalidField
 from geo.predict import InvalidVisits, read_visits_csv
 
@@ -47,7 +48,7 @@ class VisitController(Controller):
     tags = ["visits"]
 
     @post("/import", operation_id="importVisits", request_max_body_size=IMPORT_LIMIT_BYTES,
-          opt=admits("admin", action="import visits"))
+          operation_class=CsvBodyOperation, opt=admits("admin", action="import visits"))
     async def import_visits(self, request: Request[Any, Any, Any], pool: asyncpg.Pool,
                             state: State) -> VisitsImported:
         """Import visit history as CSV (`Content-Type: text/csv`) with header

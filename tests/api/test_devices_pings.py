@@ -545,6 +545,12 @@ MALFORMED_SIGNALS = [
     pytest.param({"signals": [{"kind": "search", "ts": "2026-01-01T00:00:00Z",
                                "attributes": {"n": 3}}]},
                  "signals[0].attributes", id="an attribute that is not a string is refused"),
+    pytest.param({"signals": [{"kind": "search", "ts": "2026-01-01T00:00:00Z",
+                               "attributes": {"query": "coats\x00"}}]},
+                 "signals[0].attributes.query", id="a NUL in an attribute is refused naming it"),
+    pytest.param({"signals": [{"kind": "search", "ts": "2026-01-01T00:00:00Z",
+                               "attributes": {"qu\x00ery": "coats"}}]},
+                 "signals[0].attributes", id="a NUL in an attribute's name is refused"),
 ]
 
 

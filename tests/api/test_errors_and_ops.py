@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from typing import Any
 
+import asyncpg
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
@@ -22,6 +23,10 @@ pytestmark = pytest.mark.asyncio(loop_scope="module")
 PROBLEM = "application/problem+json"
 UNKNOWN = "00000000-0000-4000-8000-000000000000"
 STORE = {"name": "Rivoli", "timezone": "Europe/Paris"}
+STORED_ROWS = """
+SELECT (SELECT count(*) FROM api_keys) + (SELECT count(*) FROM stores)
+     + (SELECT count(*) FROM visits)
+"""
 
 
 @pytest.fixture(scope="module")
@@ -83,6 +88,40 @@ async def test_every_error_is_problem_json_with_its_status(
     assert (response.status_code, response.headers["content-type"], shape, body["status"],
             named) == (status, PROBLEM, {"type": "str", "title": "str", "status": "int",
                                          "detail": "str"}, status, field)
+
+
+NUL_INPUTS: list[Any] = [
+    pytest.param("POST", "/v1/api-keys", {"json": {"name": "k\x00", "role": "app"}}, "name",
+                 id="a NUL in a key's name is refused naming it"),
+    pytest.param("POST", "/v1/stores", {"json": {**STORE, "name": "Ri\x00voli"}}, "name",
+                 id="a NUL in a store's name is refused naming it"),
+    pytest.param("POST", "/v1/stores", {"json": {**STORE, "address": "\x00"}}, "address",
+                 id="a NUL in an optional field is refused naming it"),
+    pytest.param("POST", "/v1/stores",
+                 {"content": b'{"name": "Ri\\u0000voli", "timezone": "UTC"}',
+                  "headers": {"content-type": "text/plain"}}, "name",
+                 id="a JSON body labelled text/plain is checked like any JSON body"),
+    pytest.param("GET", "/v1/geofences?tag=%00", {}, "tag",
+                 id="a NUL in a query parameter is refused naming it"),
+    pytest.param("POST", "/v1/visits/import",
+                 {"content": "user_id,place_id,ts\nu\x00,p,1\n",
+                  "headers": {"content-type": "text/csv"}}, "body.line[2].user_id",
+                 id="a NUL in a visit CSV cell is refused naming its line and column"),
+]
+
+
+@pytest.mark.parametrize(("method", "path", "request_args", "field"), NUL_INPUTS)
+async def test_a_nul_is_refused_naming_its_field_and_nothing_is_stored(
+    api: Api, module_db: asyncpg.Connection, method: str, path: str, request_args: Json,
+    field: str,
+) -> None:
+    # PostgreSQL refuses NUL in text: before the edge refused it, each of these was a 500.
+    before = await module_db.fetchval(STORED_ROWS)
+    response = await api.call(method, path, ADMIN_TOKEN, **request_args)
+    after = await module_db.fetchval(STORED_ROWS)
+    assert (response.status_code, response.headers["content-type"],
+            [e["field"] for e in response.json()["errors"]], after - before) == (
+        400, PROBLEM, [field], 0)
 
 
 async def test_a_missing_token_is_problem_json_with_a_bearer_challenge(api: Api) -> None:
@@ -212,3 +251,50 @@ async def test_the_openapi_document_has_every_operation_of_the_contract(api: Api
     served = {(method, path) for path, item in paths.items() for method in item
               if method in HTTP_METHODS}
     assert (response.status_code, sorted(CONTRACT_OPERATIONS - served)) == (200, [])
+
+
+DOCUMENTED: list[Any] = [
+    pytest.param("/v1/geofences", "get", ["200", "400", "401", "403", "404"],
+                 id="a list filtered by an id documents 404 for an id out of scope"),
+    pytest.param("/v1/stores", "post", ["201", "400", "401", "403", "409", "413"],
+                 id="a write with a body documents 400 409 and 413 but no 404"),
+    pytest.param("/v1/pings", "post",
+                 ["202", "400", "401", "403", "404", "409", "413", "429"],
+                 id="a device route with a budget documents 429"),
+    pytest.param("/v1/devices/me/export", "get", ["200", "401", "403", "404"],
+                 id="a device route without input documents no 400"),
+    pytest.param("/v1/visits/import", "post", ["201", "400", "401", "403", "409", "413"],
+                 id="a route that reads a CSV body documents 400 and 413"),
+    pytest.param("/readyz", "get", ["200", "503"],
+                 id="a public probe documents no auth errors, and readyz its 503"),
+]
+
+
+@pytest.mark.parametrize(("path", "method", "statuses"), DOCUMENTED)
+async def test_each_operation_documents_the_problems_its_route_can_answer(
+    api: Api, path: str, method: str, statuses: list[str],
+) -> None:
+    operation = (await api.call("GET", "/schema/openapi.json")).json()["paths"][path][method]
+    problems = {status: list(response.get("content", {}))
+                for status, response in operation["responses"].items() if status >= "400"}
+    assert (sorted(operation["responses"]), problems) == (
+        statuses, {s: [PROBLEM] for s in statuses if s >= "400"})
+
+
+async def test_the_document_says_who_needs_a_token_and_what_comes_with_429_and_401(
+    api: Api,
+) -> None:
+    paths = (await api.call("GET", "/schema/openapi.json")).json()["paths"]
+    pings = paths["/v1/pings"]["post"]
+    assert (paths["/healthz"]["get"]["security"], pings["security"],
+            pings["responses"]["429"]["headers"]["Retry-After"]["required"],
+            pings["responses"]["401"]["headers"]["WWW-Authenticate"]["required"]) == (
+        [], [{"bearer": []}], True, True)
+
+
+async def test_a_body_that_refuses_unknown_fields_says_so_and_a_response_does_not(
+    api: Api,
+) -> None:
+    schemas = (await api.call("GET", "/schema/openapi.json")).json()["components"]["schemas"]
+    assert (schemas["StoreIn"].get("additionalProperties"),
+            schemas["Store"].get("additionalProperties")) == (False, None)

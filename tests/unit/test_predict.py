@@ -315,6 +315,14 @@ BAD_CSV_CASES = [
     BadCsvCase("an empty place_id is refused", "user_id,place_id,ts\nu,p,1\nu,,2\n",
                3, "place_id"),
     BadCsvCase("a row with too few fields is refused", "user_id,place_id,ts\nu,p\n", 2, "ts"),
+    BadCsvCase("a NUL in a user_id is refused (PostgreSQL cannot store it)",
+               "user_id,place_id,ts\nu\x00,p,1\n", 2, "user_id"),
+    BadCsvCase("a NUL in a place_id is refused", "user_id,place_id,ts\nu,p,1\nu,\x00p,2\n",
+               3, "place_id"),
+    BadCsvCase("a lone carriage return ends a line like a newline does (it was a 500)",
+               "\ruser_id,place_id,ts\n", 1, "user_id"),
+    BadCsvCase("a field past the csv module's limit is refused naming its line (it was a 500)",
+               "user_id,place_id,ts\nu," + "p" * 200_000 + ",1\n", 2, "row"),
 ]
 
 
