@@ -44,8 +44,8 @@ SELECT (SELECT state FROM presence WHERE device_id = $1) AS state,
        (SELECT version FROM campaign_version) AS campaigns
 """
 SAVE_PRESENCE = """
-INSERT INTO presence (device_id, state, last_at) VALUES ($1, $2, $3)
-ON CONFLICT (device_id) DO UPDATE SET state = $2, last_at = $3, updated_at = now()
+INSERT INTO presence (device_id, state, last_at, updated_at) VALUES ($1, $2, $3, $4)
+ON CONFLICT (device_id) DO UPDATE SET state = $2, last_at = $3, updated_at = $4
 """
 INSERT_VISITS = """
 INSERT INTO visits (customer_key, device_id, place_id, arrived_at, departed_at, lat, lng, source)
@@ -113,7 +113,7 @@ async def ingest_pings(conn: Connection, catalog: Catalog, predictor: Predictor,
     cells = cells_of(lat, lng, view.resolution)
     # H3 cells are unsigned 64-bit; PostgreSQL's bigint is signed (H3 never sets bit 63).
     records = [
-        (device.id, p.ts, p.lat, p.lng, p.accuracy_m, p.speed_mps, p.heading_deg, c)
+        (device.id, p.ts, p.lat, p.lng, p.accuracy_m, p.speed_mps, p.heading_deg, c, now)
         for p, c in zip(pings, cells.view(np.int64).tolist(), strict=True)
     ]
     await geo_store.copy_pings(conn, records)
@@ -126,7 +126,8 @@ async def ingest_pings(conn: Connection, catalog: Catalog, predictor: Predictor,
         if len(index) else [[] for _ in pings]
     after, events = presence.advance(before, fixes, hits, index.fences)
     if after != before:
-        await conn.execute(SAVE_PRESENCE, device.id, msgspec.to_builtins(after), after.last_at)
+        await conn.execute(SAVE_PRESENCE, device.id, msgspec.to_builtins(after), after.last_at,
+                           now)
     moments = moments_of(view, events)
     visits: list[Visit] = []
     if events:

@@ -29,6 +29,7 @@ import asyncpg
 import numpy as np
 
 from app.catalog import DELTA_LIMIT, Catalog
+from app.clock import system_clock
 from app.db import init_connection
 from app.dsn import with_database
 from app.migrate import migrate
@@ -51,8 +52,10 @@ def body_of(shape: FenceShape, k: int) -> GeofenceIn:
 
 async def fill(conn: asyncpg.Connection, fences: list[IndexedFence]) -> list[uuid.UUID]:
     async with conn.transaction():
-        store = await geo_store.insert_store(conn, StoreIn(name="bench", timezone="UTC"))
-        return [(await geo_store.insert_fence(conn, store.id, body_of(f.shape, k))).id
+        store = await geo_store.insert_store(conn, StoreIn(name="bench", timezone="UTC"),
+                                             system_clock())
+        return [(await geo_store.insert_fence(conn, store.id, body_of(f.shape, k),
+                                                   system_clock())).id
                 for k, f in enumerate(fences)]
 
 
@@ -76,7 +79,7 @@ async def move(conn: asyncpg.Connection, fence_id: uuid.UUID, shapes: list[Fence
                rng: np.random.Generator) -> None:
     """Give the fence another fence's shape: a moved fence, stored as the API stores it."""
     shape = shapes[int(rng.integers(len(shapes)))]
-    await geo_store.replace_fence(conn, fence_id, body_of(shape, 0))
+    await geo_store.replace_fence(conn, fence_id, body_of(shape, 0), system_clock())
 
 
 def ms(seconds: list[float]) -> str:

@@ -103,8 +103,9 @@ _COLUMNS = """id, platform, fcm_token, fid, push_retired_at, customer_id, locale
 
 INSERT_DEVICE = """
 INSERT INTO devices (id, token_hash, platform, fcm_token, fid, customer_id, locale, timezone,
-                     app_version, consent_location, consent_marketing)
-VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)
+                     app_version, consent_location, consent_marketing, consent_updated_at,
+                     created_at, updated_at)
+VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $12, $12)
 """
 SELECT_DEVICE = f"SELECT {_COLUMNS} FROM devices WHERE id = $1"
 LOCK_DEVICE = f"SELECT {_COLUMNS} FROM devices WHERE id = $1 FOR UPDATE"
@@ -113,8 +114,8 @@ UPDATE devices SET fcm_token = $2, fid = $3, push_retired_at = $4, customer_id =
     timezone = $7, app_version = $8, consent_location = $9, consent_marketing = $10,
     consent_updated_at = CASE WHEN consent_location IS DISTINCT FROM $9
                                 OR consent_marketing IS DISTINCT FROM $10
-                              THEN now() ELSE consent_updated_at END,
-    updated_at = now()
+                              THEN $11 ELSE consent_updated_at END,
+    updated_at = $11
 WHERE id = $1 RETURNING {_COLUMNS}
 """
 DELETE_DEVICE = "DELETE FROM devices WHERE id = $1 RETURNING id"
@@ -149,11 +150,11 @@ def _device(row: asyncpg.Record) -> Device:
     return Device(**values)
 
 
-async def register(conn: Connection, body: DeviceIn, token_hash: bytes) -> UUID:
+async def register(conn: Connection, body: DeviceIn, token_hash: bytes, now: datetime) -> UUID:
     device_id = uuid4()
     await conn.execute(INSERT_DEVICE, device_id, token_hash, body.platform, body.fcm_token,
                        body.fid, body.customer_id, body.locale, body.timezone, body.app_version,
-                       body.consent.location, body.consent.marketing_push)
+                       body.consent.location, body.consent.marketing_push, now)
     return device_id
 
 
@@ -164,7 +165,8 @@ async def get_device(conn: Connection, device_id: UUID, *, lock: bool = False) -
     return _device(row)
 
 
-async def patch_device(conn: Connection, device_id: UUID, patch: DevicePatch) -> Device:
+async def patch_device(conn: Connection, device_id: UUID, patch: DevicePatch,
+                       now: datetime) -> Device:
     d = await get_device(conn, device_id, lock=True)
     fcm_token, fid, retired = d.fcm_token, d.fid, d.push_retired_at
     # A new push address replaces the old one whole, and un-retires the device.
@@ -188,7 +190,7 @@ async def patch_device(conn: Connection, device_id: UUID, patch: DevicePatch) ->
         UPDATE_DEVICE, device_id, fcm_token, fid, retired,
         keep(patch.customer_id, d.customer_id), keep(patch.locale, d.locale),
         keep(patch.timezone, d.timezone), keep(patch.app_version, d.app_version),
-        consent.location, consent.marketing_push,
+        consent.location, consent.marketing_push, now,
     )
     assert row is not None
     return _device(row)

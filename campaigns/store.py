@@ -22,8 +22,9 @@ from geo.store import After, Connection
 _COLUMNS = "id, status, spec, created_at, updated_at, activated_at"
 
 INSERT_CAMPAIGN = f"""
-INSERT INTO campaigns (id, name, status, trigger_kind, spec, priority, activated_at)
-VALUES ($1, $2, $3, $4, $5, $6, CASE WHEN $3 = 'active' THEN $7::timestamptz END)
+INSERT INTO campaigns (id, name, status, trigger_kind, spec, priority, activated_at, created_at,
+                       updated_at)
+VALUES ($1, $2, $3, $4, $5, $6, CASE WHEN $3 = 'active' THEN $7::timestamptz END, $7, $7)
 RETURNING {_COLUMNS}
 """
 SELECT_CAMPAIGN = f"SELECT {_COLUMNS} FROM campaigns WHERE id = $1"
@@ -37,11 +38,11 @@ ORDER BY created_at, id LIMIT $4
 """
 ACTIVE_CAMPAIGNS = f"SELECT {_COLUMNS} FROM campaigns WHERE status = 'active'"
 UPDATE_CAMPAIGN = f"""
-UPDATE campaigns SET name = $2, trigger_kind = $3, spec = $4, priority = $5, updated_at = now()
+UPDATE campaigns SET name = $2, trigger_kind = $3, spec = $4, priority = $5, updated_at = $6
 WHERE id = $1 RETURNING {_COLUMNS}
 """
 SET_STATUS = f"""
-UPDATE campaigns SET status = $2, updated_at = now(),
+UPDATE campaigns SET status = $2, updated_at = $3,
     activated_at = CASE WHEN $2 = 'active' AND status <> 'active' THEN $3::timestamptz
                         ELSE activated_at END
 WHERE id = $1 RETURNING {_COLUMNS}
@@ -61,7 +62,7 @@ SELECT max_per_device_per_day, min_seconds_between_pushes, quiet_from, quiet_to 
 LOCK_POLICY = SELECT_POLICY + " FOR UPDATE"
 UPDATE_POLICY = """
 UPDATE policy SET max_per_device_per_day = $1, min_seconds_between_pushes = $2,
-    quiet_from = $3, quiet_to = $4, updated_at = now()
+    quiet_from = $3, quiet_to = $4, updated_at = $5
 """
 
 
@@ -120,10 +121,10 @@ def spec_of(campaign: Campaign) -> dict[str, Any]:
 
 
 async def update_campaign(conn: Connection, campaign_id: UUID,
-                          spec: CampaignSpec) -> Campaign:
+                          spec: CampaignSpec, now: datetime) -> Campaign:
     await check_references(conn, spec)
     row = await conn.fetchrow(UPDATE_CAMPAIGN, campaign_id, spec.name, spec.trigger.kind,
-                              msgspec.to_builtins(spec), spec.priority)
+                              msgspec.to_builtins(spec), spec.priority, now)
     if row is None:
         raise NotFound("campaign", campaign_id)
     return _campaign(row)
@@ -161,9 +162,9 @@ async def get_policy(conn: Connection, *, lock: bool = False) -> Policy:
                   quiet_hours=quiet)
 
 
-async def put_policy(conn: Connection, policy: Policy) -> Policy:
+async def put_policy(conn: Connection, policy: Policy, now: datetime) -> Policy:
     quiet = policy.quiet_hours
     await conn.execute(UPDATE_POLICY, policy.max_per_device_per_day,
                        policy.min_seconds_between_pushes,
-                       quiet.from_ if quiet else None, quiet.to if quiet else None)
+                       quiet.from_ if quiet else None, quiet.to if quiet else None, now)
     return policy

@@ -34,7 +34,8 @@ _FENCE_COLUMNS = (
 )
 
 INSERT_STORE = f"""
-INSERT INTO stores (id, name, timezone, address, external_id) VALUES ($1, $2, $3, $4, $5)
+INSERT INTO stores (id, name, timezone, address, external_id, created_at, updated_at)
+VALUES ($1, $2, $3, $4, $5, $6, $6)
 RETURNING {_STORE_COLUMNS}
 """
 SELECT_STORE = f"SELECT {_STORE_COLUMNS} FROM stores WHERE id = $1"
@@ -47,15 +48,15 @@ WHERE ($1::uuid[] IS NULL OR id = any($1::uuid[]))
 ORDER BY created_at, id LIMIT $4
 """
 UPDATE_STORE = f"""
-UPDATE stores SET name = $2, timezone = $3, address = $4, external_id = $5, updated_at = now()
+UPDATE stores SET name = $2, timezone = $3, address = $4, external_id = $5, updated_at = $6
 WHERE id = $1 RETURNING {_STORE_COLUMNS}
 """
 DELETE_STORE = "DELETE FROM stores WHERE id = $1 RETURNING id"
 
 INSERT_FENCE = f"""
 INSERT INTO geofences (id, store_id, name, kind, geometry, area_wkb, center_lng, center_lat,
-                       radius_m, area_m2, dwell_seconds, enabled, tags)
-VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)
+                       radius_m, area_m2, dwell_seconds, enabled, tags, created_at, updated_at)
+VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $14)
 RETURNING {_FENCE_COLUMNS}
 """
 SELECT_FENCE = f"SELECT {_FENCE_COLUMNS} FROM geofences WHERE id = $1"
@@ -72,7 +73,7 @@ LOCK_STORE_FENCES = STORE_FENCES + " FOR UPDATE"
 REPLACE_FENCE = f"""
 UPDATE geofences SET name = $2, kind = $3, geometry = $4, area_wkb = $5, center_lng = $6,
     center_lat = $7, radius_m = $8, area_m2 = $9, dwell_seconds = $10, enabled = $11, tags = $12,
-    version = version + 1, updated_at = now()
+    version = version + 1, updated_at = $13
 WHERE id = $1 RETURNING {_FENCE_COLUMNS}
 """
 DELETE_FENCE = "DELETE FROM geofences WHERE id = $1 RETURNING id"
@@ -97,10 +98,10 @@ def _fence(row: asyncpg.Record) -> Geofence:
     return Geofence(**values)
 
 
-async def insert_store(conn: Connection, body: StoreIn) -> Store:
+async def insert_store(conn: Connection, body: StoreIn, now: datetime) -> Store:
     try:
         row = await conn.fetchrow(INSERT_STORE, uuid4(), body.name, body.timezone, body.address,
-                                  body.external_id)
+                                  body.external_id, now)
     except asyncpg.UniqueViolationError as exc:
         raise Conflict(f"a store with external_id {body.external_id!r} exists already") from exc
     assert row is not None
@@ -121,7 +122,8 @@ async def list_stores(conn: Connection, scope: Sequence[UUID] | None,
     return [_store(r) for r in rows]
 
 
-async def patch_store(conn: Connection, store_id: UUID, patch: StorePatch) -> Store:
+async def patch_store(conn: Connection, store_id: UUID, patch: StorePatch,
+                      now: datetime) -> Store:
     current = await get_store(conn, store_id)
     merged = msgspec.structs.replace(
         current, **{f: getattr(patch, f) for f in patch.__struct_fields__
@@ -129,7 +131,7 @@ async def patch_store(conn: Connection, store_id: UUID, patch: StorePatch) -> St
     )
     try:
         row = await conn.fetchrow(UPDATE_STORE, store_id, merged.name, merged.timezone,
-                                  merged.address, merged.external_id)
+                                  merged.address, merged.external_id, now)
     except asyncpg.UniqueViolationError as exc:
         raise Conflict(f"a store with external_id {merged.external_id!r} exists already") from exc
     assert row is not None
@@ -149,11 +151,12 @@ def _shape_args(body: GeofenceIn) -> tuple[Any, ...]:
     )
 
 
-async def insert_fence(conn: Connection, store_id: UUID, body: GeofenceIn) -> Geofence:
+async def insert_fence(conn: Connection, store_id: UUID, body: GeofenceIn,
+                       now: datetime) -> Geofence:
     kind, geometry, wkb, lng, lat, radius, area = _shape_args(body)
     row = await conn.fetchrow(INSERT_FENCE, uuid4(), store_id, body.name, kind, geometry, wkb,
                               lng, lat, radius, area, body.dwell_seconds, body.enabled,
-                              body.tags)
+                              body.tags, now)
     assert row is not None
     return _fence(row)
 
@@ -178,10 +181,11 @@ async def store_fences(conn: Connection, store_id: UUID, *,
     return [_fence(r) for r in await conn.fetch(query, store_id)]
 
 
-async def replace_fence(conn: Connection, fence_id: UUID, body: GeofenceIn) -> Geofence:
+async def replace_fence(conn: Connection, fence_id: UUID, body: GeofenceIn,
+                        now: datetime) -> Geofence:
     kind, geometry, wkb, lng, lat, radius, area = _shape_args(body)
     row = await conn.fetchrow(REPLACE_FENCE, fence_id, body.name, kind, geometry, wkb, lng, lat,
-                              radius, area, body.dwell_seconds, body.enabled, body.tags)
+                              radius, area, body.dwell_seconds, body.enabled, body.tags, now)
     if row is None:
         raise NotFound("geofence", fence_id)
     return _fence(row)
@@ -204,8 +208,9 @@ async def catalog_version(conn: Connection) -> int:
     return version
 
 
-PING_COLUMNS = ("device_id", "ts", "lat", "lng", "accuracy_m", "speed_mps", "heading_deg", "cell")
-SIGNAL_COLUMNS = ("device_id", "ts", "kind", "attributes")
+PING_COLUMNS = ("device_id", "ts", "lat", "lng", "accuracy_m", "speed_mps", "heading_deg", "cell",
+                "received_at")
+SIGNAL_COLUMNS = ("device_id", "ts", "kind", "attributes", "received_at")
 
 
 async def copy_pings(conn: Connection, records: Sequence[tuple[Any, ...]]) -> None:

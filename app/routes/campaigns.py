@@ -92,7 +92,7 @@ class CampaignController(Controller):
                 spec = msgspec.convert(merged, CampaignSpec)
             except msgspec.ValidationError as exc:
                 raise invalid_field_of(exc) from exc
-            updated = await store.update_campaign(conn, campaign_id, spec)
+            updated = await store.update_campaign(conn, campaign_id, spec, now)
             await audit.record(conn, principal, now, Change("update", "campaign", campaign_id,
                                                             before=current, after=updated))
         return updated
@@ -173,7 +173,7 @@ class PolicyController(Controller):
         """Replace the global pressure limits; `quiet_hours: null` turns quiet hours off."""
         async with pool.acquire() as conn, conn.transaction():
             before = await store.get_policy(conn, lock=True)
-            after = await store.put_policy(conn, data)
+            after = await store.put_policy(conn, data, now)
             await audit.record(conn, principal, now, Change("update", "policy", None,
                                                             before=before, after=after))
         return after

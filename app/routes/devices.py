@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Any
 
 import asyncpg
@@ -17,20 +18,20 @@ class DeviceController(Controller):
     tags = ["devices"]
 
     @post(operation_id="registerDevice", opt=admits("app", action="register devices"))
-    async def register(self, data: DeviceIn, pool: asyncpg.Pool) -> Registered:
+    async def register(self, data: DeviceIn, pool: asyncpg.Pool, now: datetime) -> Registered:
         """Register an app install: its push address (`fcm_token` or `fid`) and consent.
         The `device_token` returned authenticates this device only; keep it on the device."""
         token = new_token(DEVICE_PREFIX)
         async with pool.acquire() as conn:
-            device_id = await devices.register(conn, data, token_hash(token))
+            device_id = await devices.register(conn, data, token_hash(token), now)
         return Registered(device_id, token)
 
     @patch("/me", operation_id="updateDevice", opt=admits("device", action="change a device"))
     async def update(self, data: DevicePatch, pool: asyncpg.Pool,
-                     principal: Principal) -> Device:
+                     principal: Principal, now: datetime) -> Device:
         """Change this device's push address, consent, time zone, locale or customer id."""
         async with pool.acquire() as conn, conn.transaction():
-            return await devices.patch_device(conn, principal.device, data)
+            return await devices.patch_device(conn, principal.device, data, now)
 
     @get("/me/export", operation_id="exportDevice",
          opt=admits("device", action="export a device's data"))

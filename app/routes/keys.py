@@ -53,7 +53,8 @@ class IssuedApiKey(msgspec.Struct, kw_only=True, frozen=True):
 
 
 INSERT_KEY = """
-INSERT INTO api_keys (id, name, role, store_ids, token_hash) VALUES ($1, $2, $3, $4, $5)
+INSERT INTO api_keys (id, name, role, store_ids, token_hash, created_at)
+VALUES ($1, $2, $3, $4, $5, $6)
 RETURNING id, name, role, store_ids, created_at
 """
 LIST_KEYS = """
@@ -81,7 +82,7 @@ class ApiKeyController(Controller):
                 raise InvalidField("store_ids", f"unknown stores: {', '.join(map(str, missing))}")
             token = new_token(KEY_PREFIX)
             row = await conn.fetchrow(INSERT_KEY, uuid4(), data.name, data.role,
-                                      data.store_ids, token_hash(token))
+                                      data.store_ids, token_hash(token), now)
             assert row is not None
             key = ApiKey(**dict(row))
             await audit.record(conn, principal, now, Change("create", "api_key", key.id,

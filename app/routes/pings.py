@@ -46,7 +46,7 @@ class PingController(Controller):
         cart_add, checkout, purchase, …); each bad one is rejected alone."""
         accepted, rejected = split_signals(data.signals, now)
         device_id = principal.device
-        records = [(device_id, s.ts, s.kind, s.attributes)
+        records = [(device_id, s.ts, s.kind, s.attributes, now)
                    for s in accepted]
         async with pool.acquire() as conn, conn.transaction():
             await devices.get_device(conn, device_id)

@@ -57,7 +57,7 @@ class StoreController(Controller):
                      now: datetime) -> Store:
         """Create a store; `timezone` (IANA) is where its campaigns' dayparts are read."""
         async with pool.acquire() as conn, conn.transaction():
-            store = await geo_store.insert_store(conn, data)
+            store = await geo_store.insert_store(conn, data, now)
             await audit.record(conn, principal, now, Change("create", "store", store.id,
                                                             after=store))
         return store
@@ -86,7 +86,7 @@ class StoreController(Controller):
         principal.require_store(store_id)
         async with pool.acquire() as conn, conn.transaction():
             before = await geo_store.get_store(conn, store_id, lock=True)
-            after = await geo_store.patch_store(conn, store_id, data)
+            after = await geo_store.patch_store(conn, store_id, data, now)
             await audit.record(conn, principal, now, Change("update", "store", store_id,
                                                             before=before, after=after))
         return after
@@ -116,7 +116,7 @@ class StoreController(Controller):
         principal.require_store(store_id)
         async with pool.acquire() as conn, conn.transaction():
             await geo_store.get_store(conn, store_id)
-            fence = await geo_store.insert_fence(conn, store_id, data)
+            fence = await geo_store.insert_fence(conn, store_id, data, now)
             await audit.record(conn, principal, now, Change("create", "geofence", fence.id,
                                                             after=fence))
         return fence
@@ -144,7 +144,7 @@ class StoreController(Controller):
             created = []
             for i, body in enumerate(bodies):
                 try:
-                    created.append(await geo_store.insert_fence(conn, store_id, body))
+                    created.append(await geo_store.insert_fence(conn, store_id, body, now))
                 except InvalidGeometry as exc:
                     where = "" if exc.field.startswith("geometry") else "properties."
                     field = f"features[{i}].{where}{exc.field}"
@@ -209,7 +209,7 @@ class GeofenceController(Controller):
         async with pool.acquire() as conn, conn.transaction():
             before = await geo_store.get_fence(conn, fence_id, lock=True)
             principal.require_store(before.store_id, "geofence", fence_id)
-            after = await geo_store.replace_fence(conn, fence_id, data)
+            after = await geo_store.replace_fence(conn, fence_id, data, now)
             await audit.record(conn, principal, now, Change("update", "geofence", fence_id,
                                                             before=before, after=after))
         return after

@@ -71,7 +71,7 @@ async def seed(database_url: str, now: datetime,
     try:
         async with conn.transaction():
             shop = await geo_store.insert_store(
-                conn, StoreIn(name="Rue Cler", timezone="Europe/Paris"))
+                conn, StoreIn(name="Rue Cler", timezone="Europe/Paris"), now)
             spec = msgspec.convert({
                 "name": "coffee at the door",
                 "trigger": {"kind": "enter", "store_ids": [str(shop.id)]},
@@ -90,7 +90,7 @@ async def seed(database_url: str, now: datetime,
                     device_id = await devices.register(conn, DeviceIn(
                         platform="android", fcm_token=token, timezone="UTC",
                         consent=Consent(location=True, marketing_push=True)),
-                        secrets.token_bytes(32))
+                        secrets.token_bytes(32), now)
                     delivery_id = uuid4()
                     await conn.execute(
                         outbox.INSERT_DELIVERY, delivery_id, campaign.id, device_id,

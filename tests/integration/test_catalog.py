@@ -22,6 +22,7 @@ from geo import store as geo_store
 from geo.fences import Point
 from geo.index import FenceIndex, IndexedFence
 from geo.model import GeofenceIn, StoreIn, StorePatch
+from tests.clock import CLOCK
 
 FENCES = 20
 LAT0, LNG0 = 48.85, 2.35
@@ -53,8 +54,9 @@ async def scene(database_url: str) -> AsyncIterator[Scene]:
     conn = await asyncpg.connect(database_url)
     await init_connection(conn)
     try:
-        store = await geo_store.insert_store(conn, StoreIn(name="Rivoli", timezone="Europe/Paris"))
-        ids = [(await geo_store.insert_fence(conn, store.id, circle(k))).id
+        store = await geo_store.insert_store(conn, StoreIn(name="Rivoli", timezone="Europe/Paris"),
+                                             CLOCK())
+        ids = [(await geo_store.insert_fence(conn, store.id, circle(k), CLOCK())).id
                for k in range(FENCES)]
         yield Scene(conn, store.id, ids)
     finally:
@@ -75,7 +77,7 @@ async def test_a_moved_fence_is_rebuilt_alone_and_seen_by_the_very_next_ensure(
     base = catalog.index.base
     moved = scene.fence_ids[3]
 
-    await geo_store.replace_fence(scene.conn, moved, circle(3, moved=True))
+    await geo_store.replace_fence(scene.conn, moved, circle(3, moved=True), CLOCK())
     await catalog.refresh(scene.conn)
 
     assert catalog.index.base is base
@@ -93,7 +95,7 @@ async def test_deleted_and_disabled_fences_stop_matching_without_a_base_rebuild(
     deleted, disabled = scene.fence_ids[5], scene.fence_ids[6]
 
     await geo_store.delete_fence(scene.conn, deleted)
-    await geo_store.replace_fence(scene.conn, disabled, circle(6, enabled=False))
+    await geo_store.replace_fence(scene.conn, disabled, circle(6, enabled=False), CLOCK())
     await catalog.refresh(scene.conn)
 
     assert catalog.index.base is base and len(catalog.index.delta) == 0
@@ -118,7 +120,8 @@ async def test_a_store_time_zone_change_rebuilds_no_geometry(scene: Scene) -> No
     catalog = await loaded(scene)
     base, delta = catalog.index.base, catalog.index.delta
 
-    await geo_store.patch_store(scene.conn, scene.store_id, StorePatch(timezone="Asia/Tokyo"))
+    await geo_store.patch_store(scene.conn, scene.store_id, StorePatch(timezone="Asia/Tokyo"),
+                                CLOCK())
     await catalog.refresh(scene.conn)
 
     assert catalog.store_timezones[scene.store_id] == "Asia/Tokyo"
@@ -141,7 +144,8 @@ async def test_a_delta_past_its_threshold_is_compacted_into_a_new_base(
 
     monkeypatch.setattr(FenceIndex, "build", slow_base_build)
     for k in (1, 2, 3):  # the third change passes the limit
-        await geo_store.replace_fence(scene.conn, scene.fence_ids[k], circle(k, moved=True))
+        await geo_store.replace_fence(scene.conn, scene.fence_ids[k], circle(k, moved=True),
+                                      CLOCK())
         await catalog.refresh(scene.conn)
         assert await scene.hits_at(catalog, k, moved=True) == [scene.fence_ids[k]]
     assert catalog.compacting
