@@ -48,8 +48,9 @@ INSERT INTO presence (device_id, state, last_at, updated_at) VALUES ($1, $2, $3,
 ON CONFLICT (device_id) DO UPDATE SET state = $2, last_at = $3, updated_at = $4
 """
 INSERT_VISITS = """
-INSERT INTO visits (customer_key, device_id, place_id, arrived_at, departed_at, lat, lng, source)
-SELECT $1, $2, p, a, d, la, ln, 'presence'
+INSERT INTO visits (customer_key, device_id, place_id, arrived_at, departed_at, lat, lng, source,
+                    created_at)
+SELECT $1, $2, p, a, d, la, ln, 'presence', $8
 FROM unnest($3::text[], $4::timestamptz[], $5::timestamptz[], $6::float8[], $7::float8[])
      AS t(p, a, d, la, ln)
 ON CONFLICT (customer_key, place_id, arrived_at) DO NOTHING
@@ -64,8 +65,9 @@ WHERE d.device_id = $1 AND d.predicted_store_id = t.store AND d.arrived_at IS NU
 MOVING_AFTER_VISIT = timedelta(minutes=30)
 MOVING_MIN_DISPLACEMENT_M = 100.0
 INSERT_EVENTS = """
-INSERT INTO geo_events (device_id, customer_id, fence_id, store_id, kind, at, entered_at)
-SELECT $1, $2, f, s, k, a, e
+INSERT INTO geo_events (device_id, customer_id, fence_id, store_id, kind, at, entered_at,
+                        created_at)
+SELECT $1, $2, f, s, k, a, e, $8
 FROM unnest($3::uuid[], $4::uuid[], $5::text[], $6::timestamptz[], $7::timestamptz[])
      AS t(f, s, k, a, e)
 """
@@ -131,15 +133,15 @@ async def ingest_pings(conn: Connection, catalog: Catalog, predictor: Predictor,
     moments = moments_of(view, events)
     visits: list[Visit] = []
     if events:
-        await _record_events(conn, view, device, events)
-        visits = await _record_visits(conn, view, device, events)
+        await _record_events(conn, view, device, events, now)
+        visits = await _record_visits(conn, view, device, events, now)
     moments.extend(await predicted_moments(conn, view, predictor, device, events, fixes, after))
     queued = await decide_moments(conn, view, device, moments, now)
     return BatchOutcome(events, queued, visits)
 
 
 async def _record_visits(conn: Connection, catalog: CatalogView, device: Device,
-                         events: Sequence[GeoEvent]) -> list[Visit]:
+                         events: Sequence[GeoEvent], now: datetime) -> list[Visit]:
     """Exits end visits at the fence's store; entries confirm predicted arrivals."""
     fences = catalog.index.fences
     key = customer_key(device)
@@ -152,7 +154,7 @@ async def _record_visits(conn: Connection, catalog: CatalogView, device: Device,
     if ended:
         await conn.execute(INSERT_VISITS, key, device.id, [v.place_id for v in ended],
                            [v.arrived_at for v in ended], [v.departed_at for v in ended],
-                           [v.lat for v in ended], [v.lng for v in ended])
+                           [v.lat for v in ended], [v.lng for v in ended], now)
     entered = [e for e in events if isinstance(e, Entered)]
     if entered:
         await conn.execute(MARK_ARRIVALS, device.id,
@@ -211,13 +213,13 @@ def _uuid_or_none(text: str) -> UUID | None:
 
 
 async def _record_events(conn: Connection, catalog: CatalogView, device: Device,
-                         events: Sequence[GeoEvent]) -> None:
+                         events: Sequence[GeoEvent], now: datetime) -> None:
     fences = catalog.index.fences
     await conn.execute(
         INSERT_EVENTS, device.id, device.customer_id,
         [e.fence_id for e in events], [fences[e.fence_id].store_id for e in events],
         [_kind(e) for e in events], [e.at for e in events],
-        [getattr(e, "entered_at", None) for e in events],
+        [getattr(e, "entered_at", None) for e in events], now,
     )
 
 

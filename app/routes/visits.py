@@ -20,8 +20,8 @@ CHUNK = 10_000
 
 STORE_BY_EXTERNAL_ID = "SELECT external_id, id FROM stores WHERE external_id IS NOT NULL"
 INSERT_IMPORTED = """
-INSERT INTO visits (customer_key, place_id, arrived_at, departed_at, lat, lng, source)
-SELECT u, p, a, d, la, ln, 'import'
+INSERT INTO visits (customer_key, place_id, arrived_at, departed_at, lat, lng, source, created_at)
+SELECT u, p, a, d, la, ln, 'import', $7
 FROM unnest($1::text[], $2::text[], $3::timestamptz[], $4::timestamptz[], $5::float8[],
             $6::float8[]) AS t(u, p, a, d, la, ln)
 ON CONFLICT (customer_key, place_id, arrived_at) DO NOTHING
@@ -50,7 +50,7 @@ class VisitController(Controller):
     @post("/import", operation_id="importVisits", request_max_body_size=IMPORT_LIMIT_BYTES,
           operation_class=CsvBodyOperation, opt=admits("admin", action="import visits"))
     async def import_visits(self, request: Request[Any, Any, Any], pool: asyncpg.Pool,
-                            state: State) -> VisitsImported:
+                            state: State, now: datetime) -> VisitsImported:
         """Import visit history as CSV (`Content-Type: text/csv`) with header
         `user_id,place_id,ts` and optional `lat,lng`; `ts` is RFC 3339 or Unix seconds.
         `user_id` is the customer id the app sends as the device's `customer_id`; a `place_id`
@@ -79,7 +79,7 @@ class VisitController(Controller):
                     INSERT_IMPORTED, [v.user_id for v in chunk],
                     [stores.get(v.place_id, v.place_id) for v in chunk],
                     [v.arrived_at for v in chunk], [v.departed_at for v in chunk],
-                    [v.lat for v in chunk], [v.lng for v in chunk])
+                    [v.lat for v in chunk], [v.lng for v in chunk], now)
                 imported += int(status.rsplit(" ", 1)[-1])
         state.predictor.refit_requested.set()
         return VisitsImported(len(visits), imported, len(visits) - imported, mapped, "scheduled")
