@@ -7,8 +7,10 @@ malformed body (not JSON, wrong types, 0 or more than 500 items) is refused whol
 from __future__ import annotations
 
 import math
+import re
 from datetime import datetime, timedelta
 from typing import Annotated
+from uuid import UUID
 
 import msgspec
 import numpy as np
@@ -133,12 +135,36 @@ def split_pings(pings: list[PingIn], now: datetime) -> tuple[list[PingIn], list[
     return accepted, rejected
 
 
+# A decimal amount as shops write it: digits, an optional fraction; no sign, exponent or separator.
+_AMOUNT = re.compile(r"^[0-9]{1,15}(\.[0-9]{1,6})?$")
+
+
+def check_attributes(signal: SignalIn) -> str | None:
+    """The reason a signal's known attributes make it unusable, or None. `amount` is a
+    non-negative decimal (required on a purchase) and `store_id` a uuid; other attributes,
+    `category` included, are free text."""
+    attributes = signal.attributes
+    amount = attributes.get("amount")
+    if amount is None:
+        if signal.kind == "purchase":
+            return "attributes.amount is required on a purchase (what was spent, e.g. \"24.90\")"
+    elif not _AMOUNT.match(amount):
+        return "attributes.amount must be a non-negative decimal such as \"24.90\""
+    store_id = attributes.get("store_id")
+    if store_id is not None:
+        try:
+            UUID(store_id)
+        except ValueError:
+            return "attributes.store_id must be a store's id (a uuid)"
+    return None
+
+
 def split_signals(signals: list[SignalIn],
                   now: datetime) -> tuple[list[SignalIn], list[Rejected]]:
     accepted: list[SignalIn] = []
     rejected: list[Rejected] = []
     for i, signal in enumerate(signals):
-        reason = check_time(signal.ts, now)
+        reason = check_time(signal.ts, now) or check_attributes(signal)
         if reason is None:
             accepted.append(signal)
         else:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import secrets
+import uuid
 from collections.abc import Callable
 from datetime import datetime, time, timedelta, timezone
 from typing import Any
@@ -501,7 +502,8 @@ async def test_signals_of_every_kind_are_stored_with_their_attributes(
         module_api: Api, module_db: asyncpg.Connection) -> None:
     device = await register(module_api)
     signals = [{"kind": kind, "ts": ago(minutes=len(KINDS) - i),
-                "attributes": {"sku": f"SKU-{i}", "query": "winter coat"}}
+                "attributes": {"sku": f"SKU-{i}", "query": "winter coat",
+                               **({"amount": "89.90"} if kind == "purchase" else {})}}
                for i, kind in enumerate(KINDS)]
     signals.append({"kind": "search", "ts": ago(seconds=10)})
 
@@ -536,6 +538,40 @@ async def test_a_signal_with_a_bad_time_is_rejected_alone(
         body["accepted"], [(r["index"], word in r["reason"]) for r in body["rejected"]],
         await stored_signals(module_db, device["device_id"]),
     ) == (2, [(1, True)], [("search", {}), ("checkout", {})]), body
+
+
+BAD_ATTRIBUTES = [
+    pytest.param("purchase", {"category": "shoes"}, "attributes.amount is required",
+                 id="a purchase without an amount is rejected alone"),
+    pytest.param("purchase", {"amount": "-3"}, "attributes.amount must be",
+                 id="a negative amount is rejected alone"),
+    pytest.param("purchase", {"amount": "12,50"}, "attributes.amount must be",
+                 id="an amount with a decimal comma is rejected alone"),
+    pytest.param("cart_add", {"amount": "1e3"}, "attributes.amount must be",
+                 id="an amount in exponent notation is rejected alone"),
+    pytest.param("purchase", {"amount": "NaN"}, "attributes.amount must be",
+                 id="a NaN amount is rejected alone"),
+    pytest.param("directions", {"store_id": "rue-cler"}, "attributes.store_id must be",
+                 id="a store_id that is not a uuid is rejected alone"),
+]
+
+
+@pytest.mark.parametrize(("kind", "attributes", "reason"), BAD_ATTRIBUTES)
+async def test_a_signal_with_a_malformed_known_attribute_is_rejected_alone(
+        module_api: Api, module_db: asyncpg.Connection, kind: str, attributes: dict[str, str],
+        reason: str) -> None:
+    device = await register(module_api)
+    signals = [{"kind": "search", "ts": ago(minutes=3), "attributes": {"category": "??"}},
+               {"kind": kind, "ts": ago(minutes=2), "attributes": attributes},
+               {"kind": "purchase", "ts": ago(minutes=1),
+                "attributes": {"amount": "24.90", "store_id": str(uuid.uuid4())}}]
+
+    body = await send_signals(module_api, device["device_token"], signals)
+
+    assert (body["accepted"], [(r["index"], r["reason"].startswith(reason))
+                               for r in body["rejected"]],
+            [k for k, _ in await stored_signals(module_db, device["device_id"])]) == (
+        2, [(1, True)], ["search", "purchase"]), body
 
 
 MALFORMED_SIGNALS = [
