@@ -13,6 +13,10 @@ is the campaign's one reason:
     probability  a `predicted_next` moment below the trigger's `min_probability`
                  (`DEFAULT_MIN_PROBABILITY` when unset); first, because such a prediction never
                  really triggered the campaign and should not count as lost to anything else
+    audience     the moment is outside the campaign's `audience` (its micromoment, the
+                 customer's intent per category or overall; `campaigns/audience.py` says how);
+                 second, for the same reason: it is targeting, not pressure, so a moment the
+                 campaign was never aimed at does not count as lost to consent or caps
     consent      no marketing-push consent, or no push address (the detail says which)
     schedule     `now` outside `starts_at`..`ends_at`, or outside every daypart, in the store's zone
     quiet_hours  `now` inside the policy's quiet hours in the device's zone (UTC when unknown)
@@ -45,11 +49,14 @@ from zoneinfo import ZoneInfo
 
 import msgspec
 
+from campaigns.audience import audience_failure
 from campaigns.model import Campaign, Daypart, Policy, QuietHours, Trigger, minutes_of
+from customers.context import MomentContext
 
 MomentKind = Literal["enter", "dwell", "exit", "predicted_next"]
 SuppressionReason = Literal[
     "probability",
+    "audience",
     "consent",
     "schedule",
     "quiet_hours",
@@ -81,6 +88,9 @@ class Moment(msgspec.Struct, kw_only=True, frozen=True):
     store_timezone: str
     probability: float | None = None
     stay_seconds: float | None = None  # exit only: entry to confirmed exit
+    # The customer's context at this moment; None when it is unknown (no campaign with an
+    # audience goes out then).
+    context: MomentContext | None = None
 
     def __post_init__(self) -> None:
         if self.occurred_at.tzinfo is None:
@@ -220,6 +230,12 @@ def _below_probability(campaign: Campaign, s: _Situation) -> str | None:
     return None
 
 
+def _outside_audience(campaign: Campaign, s: _Situation) -> str | None:
+    if campaign.audience is None:
+        return None
+    return audience_failure(campaign.audience, s.moment.context)
+
+
 def _lacks_consent(campaign: Campaign, s: _Situation) -> str | None:
     return s.consent_failure
 
@@ -294,6 +310,7 @@ def _held_out(campaign: Campaign, s: _Situation) -> str | None:
 
 RULES: tuple[tuple[SuppressionReason, Rule], ...] = (
     ("probability", _below_probability),
+    ("audience", _outside_audience),
     ("consent", _lacks_consent),
     ("schedule", _off_schedule),
     ("quiet_hours", _in_quiet_hours),

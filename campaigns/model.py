@@ -14,6 +14,8 @@ from uuid import UUID
 import msgspec
 from msgspec import Meta
 
+from customers.model import MicromomentKind
+
 TriggerKind = Literal["enter", "dwell", "exit", "predicted_next"]
 CampaignStatus = Literal["draft", "active", "paused"]
 
@@ -136,6 +138,50 @@ class Caps(msgspec.Struct, kw_only=True, forbid_unknown_fields=True, frozen=True
     cooldown_seconds: Annotated[int, Meta(ge=0, le=31_536_000)] | None = None
 
 
+# A category prefix is the retailer's own path or a leading part of it ("electronics" covers
+# "electronics.smartphone"); free text like the signals' categories.
+CategoryPrefix = Annotated[str, Meta(min_length=1, max_length=200)]
+
+
+class Audience(msgspec.Struct, kw_only=True, forbid_unknown_fields=True, frozen=True):
+    """Whom a campaign is for, by the context of the moment (see `campaigns/audience.py`).
+
+    Each given part must hold: the moment's micromoment is one of `micromoments`; the customer
+    has intent in one of `categories`; and that intent (the strongest matching category's score,
+    or `p_buy` when no categories are given) is at least `min_intent`.
+    """
+
+    micromoments: Annotated[list[MicromomentKind], Meta(
+        min_length=1, max_length=4,
+        description="only moments classified as one of these micromoments")] | None = None
+    categories: Annotated[list[CategoryPrefix], Meta(
+        min_length=1, max_length=100,
+        description="only customers with intent in a category under one of these prefixes "
+                    "(`electronics` covers `electronics.smartphone`; case is ignored)",
+    )] | None = None
+    min_intent: Annotated[float, Meta(
+        ge=0.0, le=1.0,
+        description="0..1: the strongest matching category's intent score must reach it; "
+                    "without `categories`, p_buy must")] | None = None
+
+    def __post_init__(self) -> None:
+        if self.micromoments is None and self.categories is None and self.min_intent is None:
+            raise ValueError("an audience names at least one of micromoments, categories and "
+                             "min_intent (null removes the audience)")
+        if self.micromoments is not None and len(set(self.micromoments)) != len(self.micromoments):
+            raise ValueError("micromoments: must not repeat")
+        for i, prefix in enumerate(self.categories or ()):
+            if not prefix.strip():
+                raise ValueError(f"categories: item {i} is blank")
+            if prefix != prefix.strip() or prefix.startswith(".") or prefix.endswith("."):
+                raise ValueError(f"categories: item {i} ({prefix!r}) must not start or end "
+                                 "with a dot or a space")
+        if self.categories is not None:
+            folded = [prefix.casefold() for prefix in self.categories]
+            if len(set(folded)) != len(folded):
+                raise ValueError("categories: must not repeat (they are compared ignoring case)")
+
+
 class CampaignSpec(msgspec.Struct, kw_only=True, forbid_unknown_fields=True, frozen=True):
     """What campaign staff write: the body of POST /v1/campaigns."""
 
@@ -148,6 +194,7 @@ class CampaignSpec(msgspec.Struct, kw_only=True, forbid_unknown_fields=True, fro
     caps: Caps = msgspec.field(default_factory=Caps)
     holdout_percent: HoldoutPercent = 0.0
     status: CampaignStatus = "draft"
+    audience: Audience | None = None
 
 
 class Campaign(msgspec.Struct, kw_only=True, frozen=True):
@@ -166,6 +213,7 @@ class Campaign(msgspec.Struct, kw_only=True, frozen=True):
     created_at: datetime
     updated_at: datetime
     activated_at: datetime | None = None
+    audience: Audience | None = None
 
 
 class QuietHours(msgspec.Struct, kw_only=True, forbid_unknown_fields=True, frozen=True):

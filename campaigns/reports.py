@@ -18,10 +18,11 @@ from geo.store import After, Connection
 DeliveryStatus = Literal["queued", "sending", "sent", "failed", "expired"]
 FeedbackKind = Literal["opened", "dismissed", "redeemed"]
 
-# The contract's suppression reasons, plus those the decision rules add: a moment already older
-# than the offer's TTL, a prediction below min_probability, and losing to a better campaign.
+# The contract's suppression reasons (`audience`: a moment outside the campaign's audience), plus
+# those the decision rules add: a moment already older than the offer's TTL, a prediction below
+# min_probability, and losing to a better campaign.
 SUPPRESSION_KEYS = ("consent", "quiet_hours", "cap", "cooldown", "holdout", "policy", "schedule",
-                    "moment_expired", "probability", "outranked")
+                    "audience", "moment_expired", "probability", "outranked")
 _REASON_KEY = {"expired": "moment_expired"}
 
 

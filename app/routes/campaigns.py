@@ -19,6 +19,7 @@ from app.errors import invalid_field_of
 from app.pagination import Cursor, Limit, Page, after_of, page_of
 from campaigns import reports, store
 from campaigns.model import (
+    Audience,
     Campaign,
     CampaignSpec,
     Caps,
@@ -44,6 +45,7 @@ class CampaignPatch(msgspec.Struct, kw_only=True, forbid_unknown_fields=True, fr
     priority: Annotated[int, Meta(ge=-1000, le=1000)] | UnsetType = UNSET
     caps: Caps | UnsetType = UNSET
     holdout_percent: HoldoutPercent | UnsetType = UNSET
+    audience: Audience | UnsetType | None = UNSET  # null removes the audience
 
 
 class CampaignController(Controller):

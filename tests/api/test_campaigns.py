@@ -63,6 +63,8 @@ def full_campaign(places: Json, name: str) -> Json:
         "caps": {"per_device": {"count": 2, "period_seconds": 604800}, "cooldown_seconds": 3600},
         "holdout_percent": 10.0,
         "status": "draft",
+        "audience": {"micromoments": ["buy", "go"], "categories": ["electronics", "home.garden"],
+                     "min_intent": 0.3},
     }
 
 
@@ -82,6 +84,7 @@ NESTED_DEFAULTS: dict[str, Json] = {
     "schedule": {"dayparts": []},
     "offer": {"deep_link": None, "image_url": None, "data": {}},
     "caps": {"per_device": None, "cooldown_seconds": None},
+    "audience": {"micromoments": None, "categories": None, "min_intent": None},
 }
 
 
@@ -93,7 +96,8 @@ def nested_defaults(fields: Json) -> Json:
 
 def with_defaults(body: Json) -> Json:
     """The campaign as the service shows it: `body` with every field it left out defaulted."""
-    top: Json = {"priority": 0, "caps": {}, "holdout_percent": 0.0, "status": "draft"}
+    top: Json = {"priority": 0, "caps": {}, "holdout_percent": 0.0, "status": "draft",
+                 "audience": None}
     return nested_defaults({**top, **body})
 
 
@@ -166,6 +170,36 @@ INVALID: list[Any] = [
     pytest.param(("holdout_percent",), 51, "holdout_percent",
                  id="a holdout of 51 percent names holdout_percent"),
     pytest.param(("priority",), 1001, "priority", id="a priority of 1001 names priority"),
+    pytest.param(("audience", "micromoments"), ["buy", "wander"], "audience.micromoments[1]",
+                 id="an unknown micromoment names its place in audience.micromoments"),
+    pytest.param(("audience", "micromoments"), [], "audience.micromoments",
+                 id="an empty micromoment list names audience.micromoments"),
+    pytest.param(("audience", "micromoments"), ["go", "go"], "audience.micromoments",
+                 id="a repeated micromoment names audience.micromoments"),
+    pytest.param(("audience", "categories"), [], "audience.categories",
+                 id="an empty category list names audience.categories"),
+    pytest.param(("audience", "categories"), ["electronics", ""], "audience.categories[1]",
+                 id="an empty category prefix names its place in audience.categories"),
+    pytest.param(("audience", "categories"), [7], "audience.categories[0]",
+                 id="a category prefix that is no string names its place"),
+    pytest.param(("audience", "categories"), ["  "], "audience.categories",
+                 id="a blank category prefix names audience.categories"),
+    pytest.param(("audience", "categories"), ["electronics."], "audience.categories",
+                 id="a category prefix ending in a dot, which nothing could match, is refused"),
+    pytest.param(("audience", "categories"), ["Home", "home"], "audience.categories",
+                 id="a category prefix repeated in another case is refused"),
+    pytest.param(("audience", "min_intent"), 1.5, "audience.min_intent",
+                 id="a minimum intent above 1 names audience.min_intent"),
+    pytest.param(("audience", "min_intent"), -0.1, "audience.min_intent",
+                 id="a negative minimum intent names audience.min_intent"),
+    pytest.param(("audience", "min_intent"), "high", "audience.min_intent",
+                 id="a minimum intent that is no number names audience.min_intent"),
+    pytest.param(("audience",), {}, "audience",
+                 id="an audience naming nothing is refused (null is how to have none)"),
+    pytest.param(("audience",), ["buy"], "audience",
+                 id="an audience that is no object names audience"),
+    pytest.param(("audience", "colour"), "red", "audience.colour",
+                 id="an unknown part of the audience is named by its path"),
     pytest.param(("colour",), "red", "colour", id="an unknown field is named"),
     pytest.param(("trigger", "colour"), "red", "trigger.colour",
                  id="an unknown field inside the trigger is named by its path"),
@@ -245,6 +279,11 @@ async def test_a_bad_status_filter_is_refused(api: Api) -> None:
     pytest.param({"schedule": {"starts_at": "2026-02-01T00:00:00Z",
                                "ends_at": "2026-03-01T00:00:00Z"}},
                  id="a new schedule replaces the old one whole, dayparts included"),
+    pytest.param({"audience": {"micromoments": ["know"]}},
+                 id="a new audience replaces the old one whole, categories and min_intent too"),
+    pytest.param({"audience": {"categories": ["Garden.Tools"], "min_intent": 0.0}},
+                 id="an audience of categories alone keeps their case and a zero min_intent"),
+    pytest.param({"audience": None}, id="a null audience removes it"),
 ])
 async def test_a_patch_changes_only_what_it_names(api: Api, places: Json, patch: Json) -> None:
     created = await api.ok("POST", "/v1/campaigns", json=full_campaign(places, unique("lunch")))
@@ -267,6 +306,11 @@ async def test_a_patch_changes_only_what_it_names(api: Api, places: Json, patch:
                  id="an offer lasting 59 seconds is refused"),
     pytest.param({"priority": 3, "offer": {"title": "x", "body": " "}}, "offer.body",
                  id="a valid priority with a blank body is refused whole"),
+    pytest.param({"audience": {"micromoments": ["shop"]}}, "audience.micromoments[0]",
+                 id="an audience with an unknown micromoment is refused"),
+    pytest.param({"audience": {"micromoments": ["buy"], "min_intent": 2}},
+                 "audience.min_intent", id="an audience with a minimum intent of 2 is refused"),
+    pytest.param({"audience": {}}, "audience", id="an audience naming nothing is refused"),
 ])
 async def test_an_invalid_patch_is_refused_and_the_campaign_is_unchanged(
     api: Api, places: Json, patch: Json, field: str,
