@@ -16,10 +16,14 @@ import msgspec
 import numpy as np
 
 from app.catalog import Catalog, CatalogView
+from app.context import with_context
+from app.intent import IntentModel
 from app.prediction import Predictor, recent_visits
 from campaigns import outbox
 from campaigns.decide import DeviceContext, Moment, PastPush, decide
 from campaigns.devices import Device
+from customers.context import MomentEvidence
+from customers.store import customer_key
 from geo import presence
 from geo import store as geo_store
 from geo.cells import cells_of
@@ -96,13 +100,9 @@ async def load_presence(conn: Connection, catalog: Catalog,
     return msgspec.convert(row["state"], DevicePresence)
 
 
-def customer_key(device: Device) -> str:
-    """Whose visits these are: the customer when the app says, else the device alone."""
-    return device.customer_id or f"device:{device.id}"
-
-
-async def ingest_pings(conn: Connection, catalog: Catalog, predictor: Predictor, device: Device,
-                       pings: Sequence[PingIn], now: datetime) -> BatchOutcome:
+async def ingest_pings(conn: Connection, catalog: Catalog, predictor: Predictor,
+                       intent_model: IntentModel, device: Device, pings: Sequence[PingIn],
+                       now: datetime) -> BatchOutcome:
     """Run the pipeline for a device's accepted pings (call inside a transaction that holds
     the device's row lock)."""
     if not pings:
@@ -136,7 +136,9 @@ async def ingest_pings(conn: Connection, catalog: Catalog, predictor: Predictor,
         await _record_events(conn, view, device, events, now)
         visits = await _record_visits(conn, view, device, events, now)
     moments.extend(await predicted_moments(conn, view, predictor, device, events, fixes, after))
-    queued = await decide_moments(conn, view, device, moments, now)
+    contexted = await with_context(conn, view, intent_model, device.customer_id, device.id,
+                                   moments, fixes, now) if view.campaigns else []
+    queued = await decide_moments(conn, view, device, contexted, now)
     return BatchOutcome(events, queued, visits)
 
 
@@ -144,7 +146,7 @@ async def _record_visits(conn: Connection, catalog: CatalogView, device: Device,
                          events: Sequence[GeoEvent], now: datetime) -> list[Visit]:
     """Exits end visits at the fence's store; entries confirm predicted arrivals."""
     fences = catalog.index.fences
-    key = customer_key(device)
+    key = customer_key(device.customer_id, device.id)
     ended = [
         Visit(user_id=key, place_id=str(fences[e.fence_id].store_id), arrived_at=e.entered_at,
               departed_at=e.at, lat=fences[e.fence_id].shape.center_lat,
@@ -171,7 +173,7 @@ async def predicted_moments(conn: Connection, catalog: CatalogView, predictor: P
     targets = catalog.predicted_targets()
     if not targets:
         return []
-    key = customer_key(device)
+    key = customer_key(device.customer_id, device.id)
     exits = [e for e in events if isinstance(e, Exited)]
     left_store: UUID | None
     if exits:
@@ -244,8 +246,9 @@ def moments_of(catalog: CatalogView, events: Sequence[GeoEvent]) -> list[Moment]
 
 
 async def decide_moments(conn: Connection, catalog: CatalogView, device: Device,
-                         moments: Sequence[Moment], now: datetime) -> int:
-    """Decide every moment in time order and queue the winners; return how many were queued."""
+                         moments: Sequence[tuple[Moment, MomentEvidence]], now: datetime) -> int:
+    """Decide every moment in time order and queue the winners, each delivery keeping its
+    moment's evidence; return how many were queued."""
     campaigns = catalog.campaigns
     if not campaigns or not moments:
         return 0
@@ -253,9 +256,9 @@ async def decide_moments(conn: Connection, catalog: CatalogView, device: Device,
         conn, device.id, now - outbox.history_horizon(campaigns))
     context = device_context(device)
     queued = 0
-    for moment in sorted(moments, key=lambda m: m.occurred_at):
+    for moment, evidence in sorted(moments, key=lambda m: m[0].occurred_at):
         decision = decide(moment, context, campaigns, catalog.policy, past, now)
-        push = await outbox.record(conn, decision, now)
+        push = await outbox.record(conn, decision, now, evidence)
         if push is not None:
             past.append(push)
             queued += 1

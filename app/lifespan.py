@@ -20,6 +20,8 @@ from litestar import Litestar
 from app.catalog import Catalog, watching
 from app.clock import Clock, system_clock
 from app.db import open_pool
+from app.intent import IntentModel
+from app.intent import serving as intent_serving
 from app.prediction import Predictor, serving
 from app.retention import purging
 from app.settings import Settings
@@ -56,6 +58,16 @@ async def prediction(app: Litestar) -> AsyncIterator[None]:
     app.state.predictor = Predictor()
     async with serving(app.state.predictor, app.state.pool, model_path=settings.model_path,
                        refit_seconds=settings.predict_refit_seconds, clock=app.state.clock):
+        yield
+
+
+@asynccontextmanager
+async def intent(app: Litestar) -> AsyncIterator[None]:
+    """The purchase-intent model: the prior, then refitted from the stored signals."""
+    app.state.intent_model = IntentModel()
+    async with intent_serving(app.state.intent_model, app.state.pool,
+                              refit_seconds=app.state.settings.intent_refit_seconds,
+                              clock=app.state.clock):
         yield
 
 

@@ -18,12 +18,13 @@ from litestar.openapi.spec import Components, SecurityScheme
 from app.auth import budget_guard, provide_principal, role_guard, token_hash
 from app.clock import Clock, system_clock
 from app.errors import exception_handlers
-from app.lifespan import catalog, database, prediction, push_delivery, retention
+from app.lifespan import catalog, database, intent, prediction, push_delivery, retention
 from app.metrics import Metrics, count_unrouted, metrics_middleware
 from app.openapi import BEARER, ProblemResponses, StrictStructSchemas
 from app.ratelimit import DeviceBudget
 from app.routes.audit import AuditController
 from app.routes.campaigns import CampaignController, PolicyController
+from app.routes.customers import CustomerController
 from app.routes.deliveries import DeliveryController
 from app.routes.devices import DeviceController
 from app.routes.keys import ApiKeyController
@@ -60,8 +61,8 @@ def create_app(settings: Settings, *, clock: Clock = system_clock) -> Litestar:
     return Litestar(
         route_handlers=[
             ApiKeyController, StoreController, GeofenceController, DeviceController,
-            PingController, CampaignController, PolicyController, DeliveryController,
-            VisitController, AuditController, healthz, readyz, metrics,
+            PingController, CampaignController, PolicyController, CustomerController,
+            DeliveryController, VisitController, AuditController, healthz, readyz, metrics,
         ],
         dependencies={
             "pool": Provide(provide_pool),
@@ -72,7 +73,7 @@ def create_app(settings: Settings, *, clock: Clock = system_clock) -> Litestar:
         before_request=strict_body,
         after_exception=[count_unrouted],
         exception_handlers=exception_handlers(),
-        lifespan=[database, catalog, prediction, retention, push_delivery],
+        lifespan=[database, catalog, prediction, intent, retention, push_delivery],
         plugins=[ProblemResponses(), StrictStructSchemas()],
         middleware=[metrics_middleware],
         state=state,

@@ -40,6 +40,8 @@ class Settings(msgspec.Struct, kw_only=True, frozen=True):
     fcm_quota_retry_floor_seconds: float = 60.0
     # The next-place model is refitted from every stored visit this often (seconds).
     predict_refit_seconds: float = 3600.0
+    # The purchase-intent model is refitted from the stored signals this often (seconds).
+    intent_refit_seconds: float = 3600.0
     # Per device and route (pings, signals): a burst, then a steady rate of batches.
     device_burst: float = 30.0
     device_batches_per_second: float = 0.5
@@ -93,6 +95,7 @@ def from_environment(env: Mapping[str, str], *, database_url: str,
         run_dispatcher=_flag(env.get("CONTEXTO_RUN_DISPATCHER", "1")),
         model_path=env.get("CONTEXTO_MODEL_PATH") or None,
         predict_refit_seconds=float(env.get("CONTEXTO_REFIT_SECONDS", "3600")),
+        intent_refit_seconds=float(env.get("CONTEXTO_INTENT_REFIT_SECONDS", "3600")),
         dispatch_lease_seconds=float(env.get("DISPATCH_LEASE_SECONDS", "20")),
         dispatch_backoff_base_seconds=float(env.get("DISPATCH_BACKOFF_BASE_SECONDS", "1")),
         dispatch_backoff_cap_seconds=float(env.get("DISPATCH_BACKOFF_CAP_SECONDS", "600")),

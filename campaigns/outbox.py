@@ -12,8 +12,11 @@ from collections.abc import Sequence
 from datetime import datetime, timedelta
 from uuid import UUID, uuid4
 
+import msgspec
+
 from campaigns.decide import Decision, PastPush
 from campaigns.model import Campaign
+from customers.context import MomentEvidence
 from geo.store import Connection
 
 # Daily maximums count from local midnight, which is at most 38 h ago in any time zone.
@@ -27,8 +30,8 @@ ORDER BY created_at
 INSERT_DELIVERY = """
 INSERT INTO deliveries (id, campaign_id, device_id, moment_key, trigger_kind, fence_id, store_id,
                         moment_at, expires_at, predicted_store_id, probability, created_at,
-                        next_attempt_at)
-VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $12)
+                        next_attempt_at, context)
+VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $12, $13)
 ON CONFLICT (campaign_id, device_id, moment_key) DO NOTHING
 RETURNING id
 """
@@ -62,8 +65,10 @@ def moment_key(decision: Decision) -> str:
     return f"{m.kind}:{place}:{m.occurred_at.isoformat()}"
 
 
-async def record(conn: Connection, decision: Decision, now: datetime) -> PastPush | None:
-    """Persist one decision; return the push it queued (None when nothing was queued)."""
+async def record(conn: Connection, decision: Decision, now: datetime,
+                 evidence: MomentEvidence | None = None) -> PastPush | None:
+    """Persist one decision; return the push it queued (None when nothing was queued). The
+    delivery keeps `evidence`: the micromoment it answered and why."""
     key = moment_key(decision)
     m = decision.moment
     if decision.suppressions:
@@ -79,6 +84,7 @@ async def record(conn: Connection, decision: Decision, now: datetime) -> PastPus
     inserted = await conn.fetchval(
         INSERT_DELIVERY, uuid4(), chosen.id, m.device_id, key, m.kind, m.fence_id, m.store_id,
         m.occurred_at, decision.expires_at, predicted, m.probability, now,
+        None if evidence is None else msgspec.to_builtins(evidence),
     )
     if inserted is None:
         return None

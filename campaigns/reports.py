@@ -12,6 +12,7 @@ from uuid import UUID
 
 import msgspec
 
+from customers.context import MomentEvidence
 from geo.errors import Conflict, NotFound
 from geo.store import After, Connection
 
@@ -47,6 +48,9 @@ class Delivery(msgspec.Struct, kw_only=True, frozen=True):
     opened_at: datetime | None
     dismissed_at: datetime | None
     redeemed_at: datetime | None
+    # The moment's context when it was decided: the micromoment the offer answered, the
+    # evidence that decided it, the customer's p_buy and the model that gave it.
+    context: MomentEvidence | None = None
 
 
 class Stats(msgspec.Struct, kw_only=True, frozen=True):
@@ -112,7 +116,7 @@ DELIVERY_OWNER = "SELECT device_id, status FROM deliveries WHERE id = $1"
 async def list_deliveries(conn: Connection, campaign_id: UUID, status: str | None,
                           after: After, limit: int) -> list[Delivery]:
     rows = await conn.fetch(LIST_DELIVERIES, campaign_id, status, *after, limit)
-    return [Delivery(**dict(r)) for r in rows]
+    return [msgspec.convert(dict(r), Delivery) for r in rows]
 
 
 async def stats(conn: Connection, campaign_id: UUID) -> Stats:

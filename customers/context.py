@@ -48,3 +48,13 @@ def moment_context(intent: Intent, micromoment: Micromoment) -> MomentContext:
         p_buy=intent.p_buy,
         categories={c.category: c.score for c in intent.by_category},
     )
+
+
+class MomentEvidence(msgspec.Struct, kw_only=True, frozen=True):
+    """What a delivery keeps of its moment's context: the micromoment it answered, the evidence
+    that decided it, and the customer's p_buy with the model that gave it."""
+
+    micromoment: MicromomentKind | None
+    evidence: list[str]
+    p_buy: float
+    intent_model: str

@@ -7,10 +7,13 @@ from typing import Any
 
 import asyncpg
 from litestar import Controller, delete, get, patch, post
+from litestar.datastructures import State
 
 from app.auth import DEVICE_PREFIX, Principal, admits, new_token, token_hash
+from app.context import CustomerContext, customer_context
 from campaigns import devices
 from campaigns.devices import Device, DeviceIn, DevicePatch, Registered
+from customers.store import customer_key
 
 
 class DeviceController(Controller):
@@ -39,6 +42,21 @@ class DeviceController(Controller):
         """Every piece of data held about this device."""
         async with pool.acquire() as conn, conn.transaction(isolation="repeatable_read"):
             return await devices.export(conn, principal.device)
+
+    @get("/me/context", operation_id="getDeviceContext",
+         opt=admits("device", action="read its own context"))
+    async def context(self, pool: asyncpg.Pool, principal: Principal, state: State,
+                      now: datetime) -> CustomerContext:
+        """What contexto knows about the person using this device right now (their customer's
+        context, across all their devices): the same view staff have, so the person an offer
+        addresses can see why."""
+        async with pool.acquire() as conn:
+            device = await devices.get_device(conn, principal.device)
+            found = await customer_context(
+                conn, customer_key(device.customer_id, device.id), state.intent_model,
+                state.predictor, now)
+        assert found is not None  # the device exists, so its customer does
+        return found
 
     @delete("/me", operation_id="eraseDevice", opt=admits("device", action="erase a device"))
     async def erase(self, pool: asyncpg.Pool, principal: Principal) -> None:

@@ -32,8 +32,8 @@ class PingController(Controller):
             device = await devices.get_device(conn, principal.device, lock=True)
             if not device.consent.location:
                 raise PermissionDeniedException("this device has not consented to location use")
-            outcome = await ingest_pings(conn, state.catalog, state.predictor, device,
-                                         accepted, now)
+            outcome = await ingest_pings(conn, state.catalog, state.predictor,
+                                         state.intent_model, device, accepted, now)
         state.predictor.learn(outcome.visits)
         state.metrics.pings(len(accepted), len(rejected), len(outcome.events), outcome.queued)
         return Accepted(len(accepted), rejected)
