@@ -42,6 +42,7 @@ from sklearn.metrics import log_loss, roc_auc_score
 from customers.intent_events import Event, InvalidEvents, histories, read_events
 from customers.intent_fit import (
     CannotFit,
+    TrainingSet,
     fit,
     fit_arrays,
     history_examples,
@@ -61,6 +62,7 @@ from customers.pbuy import (
     PBuyModel,
     epoch,
     feature_matrix,
+    latest_categories,
     load_prior,
 )
 
@@ -184,12 +186,12 @@ def evaluate(train: Sequence[Event], test: Sequence[Event], prior: PBuyModel) ->
         order = np.argsort(times, kind="stable")  # TRAIN first, then TEST in file order
         position = np.empty(len(order), dtype=np.int64)
         position[order] = np.arange(len(order))
-        h = History(list(times), [s.kind for s in signals])
+        h = History(list(times), [s.kind for s in signals], [s.category for s in signals])
         test_pos = position[len(past):]
         q = times[len(past):]
         end = test_pos + 1
         idx = np.array(rows)
-        p[idx] = model.predict_matrix(feature_matrix(h, q, end))
+        p[idx] = model.predict_matrix(feature_matrix(h, q, end), latest_categories(h, q, end))
         if baselines is not None:
             cart_p[idx], rf_p[idx] = baselines.predict(h, q, end)
         else:
@@ -227,20 +229,21 @@ def fit_prior(sources: Sequence[Sequence[Event]], exclude: set[str], *, source: 
               licence: str) -> PBuyModel:
     """The prior, fitted on several logs at once, each weighing the same in total (a large log
     must not drown the only one that has carts), leaving out the users in `exclude`."""
-    xs, ys, gs, ws = [], [], [], []
+    parts: list[TrainingSet] = []
     described = []
     for k, events in enumerate(sources):
         kept = [e for e in events if e.user_id not in exclude]
-        x, y, g = training_set(histories(kept), _end_of(kept))
-        xs.append(x)
-        ys.append(y)
-        gs.append(g * len(sources) + k)  # one customer id in two logs is two customers
-        ws.append(np.full(len(y), 1.0 / max(len(y), 1)))
-        described.append(f"{len(y)} examples ({int(y.sum())} with a purchase)")
-    y = np.concatenate(ys)
-    w = np.concatenate(ws) * len(y) / len(sources)
-    return fit_arrays(np.concatenate(xs), y, np.concatenate(gs), weights=w, name="prior",
-                      source=source, licence=licence, fitted_on="; ".join(described))
+        d = training_set(histories(kept), _end_of(kept))
+        # one customer id in two logs is two customers
+        parts.append(d._replace(groups=d.groups * len(sources) + k))
+        described.append(f"{len(d.y)} examples ({int(d.y.sum())} with a purchase)")
+    y = np.concatenate([d.y for d in parts])
+    w = np.concatenate([np.full(len(d.y), 1.0 / max(len(d.y), 1)) for d in parts])
+    data = TrainingSet(np.concatenate([d.x for d in parts]), y,
+                       np.concatenate([d.groups for d in parts]),
+                       [c for d in parts for c in d.categories])
+    return fit_arrays(data, weights=w * len(y) / len(sources), name="prior", source=source,
+                      licence=licence, fitted_on="; ".join(described))
 
 
 def split_by_user(events: Sequence[Event], test_share: float) -> tuple[list[Event], list[Event]]:

@@ -19,6 +19,7 @@ from __future__ import annotations
 import zlib
 from collections.abc import Mapping, Sequence
 from datetime import datetime
+from typing import NamedTuple
 
 import numpy as np
 from sklearn.linear_model import LogisticRegression
@@ -36,6 +37,7 @@ from customers.pbuy import (
     PBuyModel,
     epoch,
     feature_matrix,
+    latest_categories,
 )
 
 GAP_OFFSETS_H = (1.0, 6.0, 24.0, 72.0, 7 * 24.0, 14 * 24.0)
@@ -43,6 +45,8 @@ MIN_POSITIVE = 30
 MIN_NEGATIVE = 30
 C = 1.0  # L2 strength: the default, enough to keep rare-kind coefficients modest
 FOLDS = 4
+CATEGORY_SMOOTHING = 50.0  # a category's rate borrows this many examples' worth of its parent's
+MIN_CATEGORY_EXAMPLES = 50  # rarer categories are not listed: they use their parent's rate
 
 
 class CannotFit(Exception):
@@ -105,41 +109,85 @@ def sorted_history(signals: Sequence[Signal]) -> tuple[History, list[str]]:
     times = [epoch(s.at) for s in signals]
     order = np.argsort(np.asarray(times, dtype=np.float64), kind="stable")
     kinds = [signals[i].kind for i in order]
-    return History(times, [s.kind for s in signals]), kinds
+    return History(times, [s.kind for s in signals], [s.category for s in signals]), kinds
+
+
+class TrainingSet(NamedTuple):
+    x: FloatArray  # feature_matrix rows (all features but category_rate)
+    y: IntArray
+    groups: IntArray  # a stable hash of the customer id
+    categories: list[str | None]
 
 
 def training_set(histories: Mapping[str, Sequence[Signal]], now: datetime, *,
-                 gaps: bool = True) -> tuple[FloatArray, IntArray, IntArray]:
-    """(X, y, group) over all customers; group is a stable hash of the customer id."""
+                 gaps: bool = True) -> TrainingSet:
     now_s = epoch(now)
     xs: list[FloatArray] = []
     ys: list[IntArray] = []
     gs: list[IntArray] = []
+    cats: list[str | None] = []
     for customer, signals in histories.items():
         h, kinds = sorted_history(signals)
         q, end, y = history_examples(h, kinds, now_s, gaps=gaps)
         if not len(q):
             continue
         xs.append(feature_matrix(h, q, end))
+        cats.extend(latest_categories(h, q, end))
         ys.append(y)
         gs.append(np.full(len(q), zlib.crc32(customer.encode()), dtype=np.int64))
     if not xs:
-        return np.empty((0, len(FEATURES))), np.empty(0, np.int64), np.empty(0, np.int64)
-    return np.concatenate(xs), np.concatenate(ys), np.concatenate(gs)
+        return TrainingSet(np.empty((0, len(FEATURES) - 1)), np.empty(0, np.int64),
+                           np.empty(0, np.int64), [])
+    return TrainingSet(np.concatenate(xs), np.concatenate(ys), np.concatenate(gs), cats)
 
 
-def fit_arrays(x: FloatArray, y: IntArray, groups: IntArray, *,
-               weights: FloatArray | None = None, name: str = "fitted", source: str = "",
-               licence: str = "", fitted_on: str = "", notes: str = "") -> PBuyModel:
+def category_rates(categories: Sequence[str | None], y: IntArray, w: FloatArray,
+                   base: float) -> dict[str, float]:
+    """Smoothed purchase rate per category path, each shrunk towards its parent's rate."""
+    pos: dict[str, float] = {}
+    n: dict[str, float] = {}
+    for c, label, weight in zip(categories, y, w, strict=True):
+        if not c:
+            continue
+        parts = [p for p in c.split(".") if p]
+        for k in range(1, len(parts) + 1):
+            key = ".".join(parts[:k])
+            n[key] = n.get(key, 0.0) + weight
+            pos[key] = pos.get(key, 0.0) + weight * label
+    rates: dict[str, float] = {}
+    for key in sorted(n, key=lambda k: k.count(".")):  # parents before children
+        parent = rates.get(key.rpartition(".")[0], base)
+        rate = (pos[key] + CATEGORY_SMOOTHING * parent) / (n[key] + CATEGORY_SMOOTHING)
+        if n[key] >= MIN_CATEGORY_EXAMPLES:
+            rates[key] = rate
+    return rates
+
+
+def fit_arrays(data: TrainingSet, *, weights: FloatArray | None = None, name: str = "fitted",
+               source: str = "", licence: str = "", fitted_on: str = "",
+               notes: str = "") -> PBuyModel:
+    """Fit on a training set (see `fit`); `weights` weigh examples (e.g. sources equally)."""
+    y, groups = data.y, data.groups
     positive = int(y.sum())
     negative = int(len(y) - positive)
     if positive < MIN_POSITIVE or negative < MIN_NEGATIVE:
         raise TooFewPurchases(positive, negative)
+    w = np.ones(len(y)) if weights is None else weights
+    base = float(np.clip(np.average(y, weights=w), 1e-4, 1 - 1e-4))
+    # The table is learned on the same examples (heavily smoothed, listed only with 50+
+    # examples), so its in-sample optimism is small; the held-out folds below see it too.
+    rates = {k: float(np.clip(v, 1e-4, 1 - 1e-4))
+             for k, v in category_rates(data.categories, y, w, base).items()}
+    probe = PBuyModel(name="fitted", features=list(FEATURES), mean=[0.0] * len(FEATURES),
+                      scale=[1.0] * len(FEATURES), coef=[0.0] * len(FEATURES), intercept=0.0,
+                      calibration=Calibration(a=1.0, b=0.0), category_rates=rates,
+                      base_rate=base)
+    cat = np.array([probe.category_logit(c) for c in data.categories], dtype=np.float64)
+    x = np.column_stack([data.x, cat])
     mean = x.mean(axis=0)
     scale = x.std(axis=0)
     scale[scale < 1e-9] = 1.0  # a feature that never varies gets coefficient ~0 and no division
     xz = (x - mean) / scale
-    w = np.ones(len(y)) if weights is None else weights
     lr = LogisticRegression(C=C, max_iter=2000)
     folds = min(FOLDS, len(np.unique(groups)))
     if folds < 2:
@@ -159,6 +207,8 @@ def fit_arrays(x: FloatArray, y: IntArray, groups: IntArray, *,
         coef=[float(v) for v in lr.coef_[0]],
         intercept=float(lr.intercept_[0]),
         calibration=Calibration(a=float(platt.coef_[0][0]), b=float(platt.intercept_[0])),
+        category_rates=rates,
+        base_rate=base,
         source=source,
         licence=licence,
         fitted_on=fitted_on or f"{len(y)} examples, {positive} with a purchase within "
@@ -174,7 +224,7 @@ def fit(histories: Mapping[str, Sequence[Signal]], now: datetime) -> PBuyModel:
     purchase and MIN_NEGATIVE not, and `NoSignal` when held-out customers show the fit ranks
     nothing; either way (`CannotFit`) the caller keeps the prior (or its last fitted model).
     """
-    x, y, groups = training_set(histories, now)
-    return fit_arrays(x, y, groups, source="this shop's stored signals",
-                      fitted_on=f"as of {now.isoformat()}: {len(y)} examples, {int(y.sum())} "
-                                f"with a purchase within {HORIZON_HOURS} h")
+    data = training_set(histories, now)
+    return fit_arrays(data, source="this shop's stored signals",
+                      fitted_on=f"as of {now.isoformat()}: {len(data.y)} examples, "
+                                f"{int(data.y.sum())} with a purchase within {HORIZON_HOURS} h")

@@ -9,7 +9,9 @@ shipped prior is read by `load_prior`, once, from the package). Fitting lives in
 Features describe the customer's history as of `now`, and only signals at or before `now` count:
 counts over recent windows (log1p, so the tenth view adds less than the first), hours since the
 last event, cart and purchase (log1p, capped at 30 days, which is also what "never" means), an open
-cart (a cart after the last purchase, under a week old) and the active days in 30. A checkout
+cart (a cart after the last purchase, under a week old), the active days in 30, and how well the
+category of the latest signal sells (`category_rate`: the logit of a per-category purchase rate
+the model learned, so what sells is shop knowledge that a refit relearns). A checkout
 counts as a cart add too: nobody checks out without a cart, and the logs the prior was fitted on
 have no checkout event, so it must borrow the cart's learned weight. A search counts as a view
 (browsing). `feature_matrix` evaluates many (time, prefix) queries of one history at once, which
@@ -64,7 +66,7 @@ KIND_GROUPS: dict[str, tuple[int, ...]] = {
 FEATURES = (
     "views_1h", "views_24h", "views_30d", "checkouts_24h", "place_24h",
     "purchases_24h", "purchases_30d", "hours_since_event", "hours_since_cart",
-    "hours_since_purchase", "open_cart", "active_days_30d",
+    "hours_since_purchase", "open_cart", "active_days_30d", "category_rate",
 )
 N_FEATURES = len(FEATURES)
 
@@ -72,9 +74,11 @@ N_FEATURES = len(FEATURES)
 class History:
     """One customer's signals as time-sorted arrays (ties keep their given order)."""
 
-    __slots__ = ("cum", "cum_new_day", "last_idx", "n", "new_day", "next_counted", "ts")
+    __slots__ = ("cats", "cum", "cum_new_day", "last_cat", "last_idx", "n", "new_day",
+                 "next_counted", "ts")
 
-    def __init__(self, times: Sequence[float], kinds: Sequence[str]) -> None:
+    def __init__(self, times: Sequence[float], kinds: Sequence[str],
+                 categories: Sequence[str | None] | None = None) -> None:
         order = np.argsort(np.asarray(times, dtype=np.float64), kind="stable")
         self.ts: FloatArray = np.asarray(times, dtype=np.float64)[order]
         self.n = len(self.ts)
@@ -110,10 +114,19 @@ class History:
         self.next_counted: IntArray = np.full(self.n + 1, self.n, dtype=np.int64)
         if self.n:
             self.next_counted[:-1] = np.minimum.accumulate(nxt[::-1])[::-1]
+        # The latest categorised intent signal among the first k: what the customer is after.
+        cats = [None] * self.n if categories is None else [categories[i] for i in order]
+        self.cats: list[str | None] = cats
+        has = np.array([c is not None and member[N_GROUPS, i] == 1 for i, c in enumerate(cats)],
+                       dtype=bool)
+        self.last_cat: IntArray = np.full(self.n + 1, -1, dtype=np.int64)
+        if self.n:
+            self.last_cat[1:] = np.maximum.accumulate(np.where(has, np.arange(self.n), -1))
 
     @classmethod
     def of(cls, signals: Sequence[Signal]) -> History:
-        return cls([epoch(s.at) for s in signals], [s.kind for s in signals])
+        return cls([epoch(s.at) for s in signals], [s.kind for s in signals],
+                   [s.category for s in signals])
 
 
 def epoch(dt: datetime) -> float:
@@ -121,17 +134,27 @@ def epoch(dt: datetime) -> float:
     return (dt if dt.tzinfo else dt.replace(tzinfo=UTC)).timestamp()
 
 
+def latest_categories(h: History, q: FloatArray, end: IntArray) -> list[str | None]:
+    """Per query, the category of the latest categorised signal of the last 24 h (or None)."""
+    out: list[str | None] = []
+    for j, i in enumerate(h.last_cat[end]):
+        out.append(h.cats[i] if i >= 0 and q[j] - h.ts[i] <= DAY else None)
+    return out
+
+
 def feature_matrix(h: History, q: FloatArray, end: IntArray) -> FloatArray:
-    """Features at query times `q`, query j seeing only the first `end[j]` events of `h`.
+    """Features at query times `q`, query j seeing only the first `end[j]` events of `h`; all
+    but the last (`category_rate`, which needs a model's table: `PBuyModel.predict_matrix`).
 
     The caller makes sure those events are at or before `q[j]`; nothing beyond `end[j]` is read,
     so later events cannot leak into a query.
     """
-    out = np.empty((len(q), N_FEATURES), dtype=np.float64)
+    out = np.empty((len(q), N_FEATURES - 1), dtype=np.float64)
 
     def count(group: int, window_s: float) -> FloatArray:
         start = np.minimum(np.searchsorted(h.ts, q - window_s, side="right"), end)
-        return np.log1p(h.cum[group, end] - h.cum[group, start]).astype(np.float64)
+        counted: FloatArray = np.log1p((h.cum[group, end] - h.cum[group, start]).astype(float))
+        return counted
 
     def hours_since(group: int) -> FloatArray:
         last = h.last_idx[group, end]
@@ -163,12 +186,13 @@ def feature_matrix(h: History, q: FloatArray, end: IntArray) -> FloatArray:
     return out
 
 
-def features(signals: Sequence[Signal], now: datetime) -> FloatArray:
-    """The feature row of one customer at `now`, from their signals at or before `now`."""
+def features(signals: Sequence[Signal], now: datetime) -> tuple[FloatArray, str | None]:
+    """The feature row of one customer at `now`, from their signals at or before `now`, and the
+    category `category_rate` looks up."""
     t = epoch(now)
-    seen = [s for s in signals if epoch(s.at) <= t]
-    h = History.of(seen)
-    return feature_matrix(h, np.array([t]), np.array([h.n], dtype=np.int64))[0]
+    h = History.of([s for s in signals if epoch(s.at) <= t])
+    q, end = np.array([t]), np.array([h.n], dtype=np.int64)
+    return feature_matrix(h, q, end)[0], latest_categories(h, q, end)[0]
 
 
 class Calibration(msgspec.Struct, frozen=True, kw_only=True):
@@ -188,6 +212,11 @@ class PBuyModel(msgspec.Struct, frozen=True, kw_only=True):
     coef: list[float]
     intercept: float
     calibration: Calibration
+    # category path -> smoothed P(purchase within the horizon) of examples whose latest category
+    # it was (only paths with enough examples); others fall back to their nearest listed ancestor
+    # and then to base_rate. What sells is shop knowledge, so a refit relearns it.
+    category_rates: dict[str, float] = msgspec.field(default_factory=dict)
+    base_rate: float = 0.05
     horizon_hours: int = HORIZON_HOURS
     source: str = ""  # what it was fitted on
     licence: str = ""
@@ -203,11 +232,28 @@ class PBuyModel(msgspec.Struct, frozen=True, kw_only=True):
                 raise ValueError(f"model {field} must be {N_FEATURES} finite numbers")
         if any(v <= 0 for v in self.scale):
             raise ValueError("model scale must be positive")
+        rates = [self.base_rate, *self.category_rates.values()]
+        if not all(0.0 < r < 1.0 for r in rates):
+            raise ValueError("model base_rate and category_rates must be in (0, 1)")
         if not (math.isfinite(self.intercept) and math.isfinite(self.calibration.a)
                 and math.isfinite(self.calibration.b)):
             raise ValueError("model intercept and calibration must be finite")
 
-    def predict_matrix(self, x: FloatArray) -> FloatArray:
+    def category_logit(self, category: str | None) -> float:
+        rate = self.base_rate
+        if category:
+            parts = [p for p in category.split(".") if p]
+            for k in range(len(parts), 0, -1):
+                found = self.category_rates.get(".".join(parts[:k]))
+                if found is not None:
+                    rate = found
+                    break
+        return math.log(rate / (1.0 - rate))
+
+    def predict_matrix(self, x: FloatArray, categories: Sequence[str | None]) -> FloatArray:
+        """Probabilities for rows of `feature_matrix` and their `latest_categories`."""
+        cat = np.array([self.category_logit(c) for c in categories], dtype=np.float64)
+        x = np.column_stack([x, cat])
         # Arrays are rebuilt per call from the lists (a few µs): the struct stays plain data.
         z = ((x - np.asarray(self.mean)) / np.asarray(self.scale)) @ np.asarray(self.coef)
         z = z + self.intercept
@@ -216,7 +262,8 @@ class PBuyModel(msgspec.Struct, frozen=True, kw_only=True):
 
     def predict(self, signals: Sequence[Signal], now: datetime) -> float:
         """P(a purchase in (now, now + 24 h]) from the customer's signals up to `now`."""
-        return float(self.predict_matrix(features(signals, now)[None, :])[0])
+        x, category = features(signals, now)
+        return float(self.predict_matrix(x[None, :], [category])[0])
 
     def to_bytes(self) -> bytes:
         return msgspec.json.format(msgspec.json.encode(self), indent=2) + b"\n"
