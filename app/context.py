@@ -13,7 +13,6 @@ from datetime import datetime
 from uuid import UUID
 
 import msgspec
-from customers.intent import intent as intent_of
 
 from app.catalog import CatalogView
 from app.intent import IntentModel
@@ -21,6 +20,7 @@ from app.prediction import Predictor, recent_visits
 from campaigns.decide import Moment
 from customers import store as customer_store
 from customers.context import MomentEvidence, moment_context
+from customers.intent import intent as intent_of
 from customers.micromoment import NextPlace, Place, classify, motion_toward
 from customers.model import Intent, Micromoment, Signal
 from geo.presence import Fix

@@ -15,12 +15,12 @@ from contextlib import asynccontextmanager
 from datetime import datetime, timedelta
 
 import asyncpg
-from customers.intent_fit import CannotFit, fit
-from customers.pbuy import PBuyModel, load_prior
 
 from app.clock import Clock
 from app.tasks import running
 from customers import store as customer_store
+from customers.intent_fit import CannotFit, fit
+from customers.pbuy import PBuyModel, load_prior
 
 log = logging.getLogger("contexto.intent")
 

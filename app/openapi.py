@@ -69,6 +69,11 @@ def _names_an_id(field: FieldDefinition) -> bool:
     return field.is_subclass_of(UUID) or field.has_inner_subclass_of(UUID)
 
 
+def _in_path(handler: HTTPRouteHandler) -> bool:
+    """A path parameter names a resource (a uuid, or a customer id), which may not exist."""
+    return any("{" in path for path in handler.paths)
+
+
 def _reads_body(handler: HTTPRouteHandler) -> bool:
     return ("data" in handler.parsed_fn_signature.parameters
             or issubclass(handler.operation_class, RawBodyOperation))
@@ -84,9 +89,9 @@ def statuses_of(handler: HTTPRouteHandler) -> list[int]:
         400: body or bool(parameters),
         401: not public,
         403: not public,
-        # An id in the path or the query may be unknown or out of scope; a device's own routes
-        # look the device up again, and one erased meanwhile is not found.
-        404: any(map(_names_an_id, parameters)) or "device" in roles,
+        # A path parameter or an id in the query may be unknown or out of scope; a device's own
+        # routes look the device up again, and one erased meanwhile is not found.
+        404: _in_path(handler) or any(map(_names_an_id, parameters)) or "device" in roles,
         409: bool(WRITES & handler.http_methods) and not public,
         413: body,
         429: bool(handler.opt.get("budget")),

@@ -95,7 +95,7 @@ async def seed(database_url: str, now: datetime,
                     await conn.execute(
                         outbox.INSERT_DELIVERY, delivery_id, campaign.id, device_id,
                         f"enter:{shop.id}:{moment.isoformat()}", "enter", None, shop.id, moment,
-                        now + lifetime, None, None, now)
+                        now + lifetime, None, None, now, None)
                     seeded.append(Seeded(delivery_id, token, now + lifetime, expected))
             return seeded
     finally:
