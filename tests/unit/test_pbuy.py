@@ -1,4 +1,4 @@
-"""p_buy: what the shipped prior knows, fitting and refusing to fit, saving, features, calibration."""
+"""p_buy: what the shipped prior knows, (refusing to) fit, saving, features, calibration."""
 
 from __future__ import annotations
 
