@@ -4,7 +4,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: run test lint unit demo bench eval fuzz install clean
+.PHONY: run test lint unit demo bench eval eval-intent fuzz install clean
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -45,6 +45,12 @@ bench: $(STAMP)
 eval: $(STAMP)
 	$(PY) -m fixtures.visits --seed 7 --train .contexto/eval/train.csv --test .contexto/eval/test.csv
 	$(PY) -m geo.predict evaluate --train .contexto/eval/train.csv --test .contexto/eval/test.csv
+
+# p_buy on the real REES46 sample in fixtures/ (two disjoint halves of its customers); for the
+# full logs, see README "Customer intent".
+eval-intent: $(STAMP)
+	$(PY) -m customers.intent evaluate --train fixtures/rees46_sample_train.csv \
+		--test fixtures/rees46_sample_test.csv --out .contexto/eval/intent.csv
 
 clean:
 	rm -rf $(VENV) .contexto

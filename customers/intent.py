@@ -117,8 +117,10 @@ def category_intent(signals: Sequence[Signal], now: datetime) -> list[CategoryIn
 def category_score(by_category: Sequence[CategoryIntent], prefix: str) -> float:
     """The score of a campaign's category prefix (whole segments: `electronics` covers
     `electronics.smartphone`, not `electronicsx`); 0 when the customer shows none."""
-    key = ".".join(ancestors(prefix))
-    return next((ci.score for ci in by_category if ci.category == key), 0.0)
+    path = ancestors(prefix)
+    if not path:
+        return 0.0
+    return next((ci.score for ci in by_category if ci.category == path[-1]), 0.0)
 
 
 def _intensity_at(q: np.ndarray, ts: np.ndarray, w: np.ndarray, hl: np.ndarray,

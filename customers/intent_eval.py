@@ -20,6 +20,8 @@ CLI:
     python -m customers.intent evaluate --train TRAIN.csv --test TEST.csv [--out OUT.csv]
     python -m customers.intent fit-prior --events A.csv [--events B.csv ...]
         [--exclude-users-of F.csv] --source TEXT --licence TEXT --out customers/prior.json
+    python -m customers.intent split --events F.csv --train-out A.csv --test-out B.csv
+        [--test-share 0.5]   (by customer: all of a customer's events on one side)
 """
 
 from __future__ import annotations

@@ -23,6 +23,7 @@ from typing import NamedTuple
 
 import numpy as np
 from sklearn.linear_model import LogisticRegression
+from sklearn.metrics import log_loss
 from sklearn.model_selection import GroupKFold, cross_val_predict
 
 from customers.model import PURCHASE, Signal
@@ -64,13 +65,14 @@ class TooFewPurchases(CannotFit):
 
 
 class NoSignal(CannotFit):
-    """On held-out customers the fitted scores do not rank purchases above non-purchases (the
-    calibration slope is not positive): a model from this data would be noise or worse."""
+    """On held-out customers the calibrated scores predict no better than the base rate (by more
+    than the one parameter the slope costs, as AIC counts): a model from this data is noise."""
 
-    def __init__(self, slope: float) -> None:
-        super().__init__(f"held-out calibration slope {slope:.3f} <= 0: the features do not rank "
-                         "purchases on held-out customers")
-        self.slope = slope
+    def __init__(self, model_loss: float, base_loss: float) -> None:
+        super().__init__(f"held-out log loss {model_loss:.4f} does not beat the base rate's "
+                         f"{base_loss:.4f}: the features do not predict purchases here")
+        self.model_loss = model_loss
+        self.base_loss = base_loss
 
 
 def history_examples(h: History, kinds_sorted: Sequence[str], now_s: float, *,
@@ -196,8 +198,11 @@ def fit_arrays(data: TrainingSet, *, weights: FloatArray | None = None, name: st
                                method="decision_function", params={"sample_weight": w})
     platt = LogisticRegression(C=1e6, max_iter=2000)
     platt.fit(scores.reshape(-1, 1), y, sample_weight=w)
-    if platt.coef_[0][0] <= 0:
-        raise NoSignal(float(platt.coef_[0][0]))
+    held_out = float(log_loss(y, platt.predict_proba(scores.reshape(-1, 1))[:, 1],
+                              sample_weight=w))
+    constant = float(log_loss(y, np.full(len(y), base), sample_weight=w))
+    if platt.coef_[0][0] <= 0 or held_out > constant - 1.0 / len(y):
+        raise NoSignal(held_out, constant)
     lr.fit(xz, y, sample_weight=w)
     return PBuyModel(
         name="prior" if name == "prior" else "fitted",

@@ -255,8 +255,11 @@ class PBuyModel(msgspec.Struct, frozen=True, kw_only=True):
         cat = np.array([self.category_logit(c) for c in categories], dtype=np.float64)
         x = np.column_stack([x, cat])
         # Arrays are rebuilt per call from the lists (a few µs): the struct stays plain data.
-        z = ((x - np.asarray(self.mean)) / np.asarray(self.scale)) @ np.asarray(self.coef)
-        z = z + self.intercept
+        # Row by row (multiply, then sum along the row), never a matrix product: BLAS rounds a
+        # row differently depending on the rows batched with it, and a row's p_buy must not
+        # depend on which other rows were scored with it.
+        xz = (x - np.asarray(self.mean)) / np.asarray(self.scale)
+        z = (xz * np.asarray(self.coef)).sum(axis=1) + self.intercept
         p: FloatArray = 1.0 / (1.0 + np.exp(-(self.calibration.a * z + self.calibration.b)))
         return np.clip(p, 1e-6, 1.0 - 1e-6)
 
