@@ -51,6 +51,7 @@ from customers.intent_fit import (
     sorted_history,
     training_set,
 )
+from customers.micromoment import classify
 from customers.model import Signal
 from customers.pbuy import (
     CARTS,
@@ -73,9 +74,9 @@ SMOOTHING = 10.0  # the cart table's cells borrow this many examples' worth of t
 
 
 def micromoment_of_signals(signals: Sequence[Signal], now: datetime) -> str:
-    """The micromoment column. TO BE REPLACED AT MERGE by the classifier in
-    customers/micromoment.py (branch `moment`); until then the column is left empty."""
-    return ""
+    """The micromoment column: the classifier with only the signals speaking (an event log
+    has no place or motion); empty when no kind applies."""
+    return classify(signals, now).kind or ""
 
 
 @dataclass
