@@ -27,8 +27,6 @@ CLI:
 from __future__ import annotations
 
 import argparse
-import csv
-import io
 import math
 import sys
 import zlib
@@ -41,7 +39,7 @@ import numpy as np
 from sklearn.linear_model import LogisticRegression
 from sklearn.metrics import log_loss, roc_auc_score
 
-from customers.intent_events import Event, InvalidEvents, histories, read_events
+from customers.intent_events import Event, InvalidEvents, events_csv, histories, read_events
 from customers.intent_fit import (
     CannotFit,
     TrainingSet,
@@ -255,17 +253,6 @@ def split_by_user(events: Sequence[Event], test_share: float) -> tuple[list[Even
     test = [zlib.crc32(e.user_id.encode()) % 1000 < cut for e in events]
     return ([e for e, t in zip(events, test, strict=True) if not t],
             [e for e, t in zip(events, test, strict=True) if t])
-
-
-def events_csv(events: Sequence[Event]) -> str:
-    out = io.StringIO()
-    w = csv.writer(out, lineterminator="\n")
-    w.writerow(["user_id", "ts", "kind", "category", "product_id", "amount"])
-    for e in events:
-        s = e.signal
-        w.writerow([e.user_id, s.at.strftime("%Y-%m-%d %H:%M:%S"), s.kind, s.category or "",
-                    s.product_id or "", "" if s.amount is None else repr(s.amount)])
-    return out.getvalue()
 
 
 def _read(path: Path) -> list[Event]:

@@ -4,6 +4,7 @@ One rule: a file is read whole or refused with the line (1-based, the header is 
 column that is wrong; nothing is half-read. Extra columns are ignored; `category`, `product_id`
 and `amount` may be absent or empty. `ts` is RFC 3339 (a missing offset means UTC) or
 `YYYY-MM-DD HH:MM:SS` (UTC; a trailing ` UTC` is accepted too, as REES46 writes it).
+`write_events` writes the same shape: all six columns, `ts` as `YYYY-MM-DD HH:MM:SS` in UTC.
 """
 
 from __future__ import annotations
@@ -12,9 +13,10 @@ import csv
 import io
 import math
 import re
+from collections.abc import Iterable
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, TextIO
 
 import msgspec
 
@@ -25,6 +27,8 @@ if TYPE_CHECKING:
 
 REQUIRED = ("user_id", "ts", "kind")
 OPTIONAL = ("category", "product_id", "amount")
+COLUMNS = (*REQUIRED, *OPTIONAL)
+TS_FORMAT = "%Y-%m-%d %H:%M:%S"  # as written: whole seconds, UTC
 KIND_RE = re.compile(r"^[a-z][a-z0-9_]{0,63}$")  # the signals' own rule for kinds
 MAX_TEXT = 500
 
@@ -81,8 +85,7 @@ def _text(row: list[str], i: int, line: int, column: str) -> str:
 def _rows(reader: Reader) -> list[Event]:
     header = next(reader, None)
     if header is None:
-        raise InvalidEvents(1, "header", "the file is empty; expected "
-                                         "user_id,ts,kind,category,product_id,amount")
+        raise InvalidEvents(1, "header", f"the file is empty; expected {','.join(COLUMNS)}")
     names = [h.strip() for h in header]
     for col in REQUIRED:
         if col not in names:
@@ -131,3 +134,24 @@ def histories(events: list[Event]) -> dict[str, list[Signal]]:
     for e in events:
         out.setdefault(e.user_id, []).append(e.signal)
     return out
+
+
+def event_cells(event: Event) -> list[str]:
+    """One row's cells in `COLUMNS` order; the amount as the shortest decimal that reads back
+    as the same number."""
+    s = event.signal
+    return [event.user_id, s.at.astimezone(UTC).strftime(TS_FORMAT), s.kind, s.category or "",
+            s.product_id or "", "" if s.amount is None else repr(s.amount)]
+
+
+def write_events(out: TextIO, events: Iterable[Event]) -> None:
+    """The header and one row per event, in the given order."""
+    w = csv.writer(out, lineterminator="\n")
+    w.writerow(COLUMNS)
+    w.writerows(event_cells(e) for e in events)
+
+
+def events_csv(events: Iterable[Event]) -> str:
+    out = io.StringIO()
+    write_events(out, events)
+    return out.getvalue()
