@@ -1,31 +1,42 @@
 """`make demo`'s fixtures and replay, against the app in-process with its dispatcher and the
-FCM emulator."""
+FCM emulator.
+
+The replay runs once for the module (`demo_run`, on its own database and event loop, at the
+pinned instant); the tests only read what it did and printed.
+"""
 
 from __future__ import annotations
 
+import asyncio
 import io
 import json
 import random
-from collections.abc import AsyncIterator
+import uuid
+from collections.abc import Iterator
 from datetime import timedelta
 
+import asyncpg
 import httpx
 import msgspec
 import pytest
 from litestar.testing import AsyncTestClient
 
+from app.dsn import with_database
 from app.main import create_app
 from campaigns.model import CampaignSpec
-from fixtures import demo
+from customers.model import CART_ADD, CHECKOUT, DIRECTIONS, PRODUCT_VIEW, PURCHASE, SEARCH
+from fixtures import demo, district, shoppers
 from geo.fences import Geometry, validate
 from geo.model import FeatureCollection, StoreIn
+from geo.pings import SignalIn, check_attributes, check_time
 from tests.api.conftest import ADMIN_TOKEN, settings_for
-from tests.clock import CLOCK
+from tests.clock import CLOCK, PINNED
 from tests.e2e.conftest import emulator_thread
 
+DemoRun = tuple[demo.DemoResult, str]
 
-@pytest.fixture
-async def demo_run(database_url: str) -> AsyncIterator[tuple[demo.DemoResult, str]]:
+
+async def _replay(database_url: str) -> DemoRun:
     with emulator_thread() as emulator_url:
         settings = settings_for(database_url, run_dispatcher=True, fcm_endpoint=emulator_url,
                                 dispatch_lease_seconds=2.0)
@@ -34,13 +45,33 @@ async def demo_run(database_url: str) -> AsyncIterator[tuple[demo.DemoResult, st
             out = io.StringIO()
             result = await demo.Demo(client, emulator, ADMIN_TOKEN, out, pace=0.0,
                                      clock=CLOCK).run()
-            yield result, out.getvalue()
+            return result, out.getvalue()
+
+
+async def _admin(server_dsn: str, statement: str) -> None:
+    conn = await asyncpg.connect(server_dsn)
+    try:
+        await conn.execute(statement)
+    finally:
+        await conn.close()
+
+
+@pytest.fixture(scope="module")
+def demo_run(server_dsn: str, template_db: str) -> Iterator[DemoRun]:
+    name = f"contexto_test_{uuid.uuid4().hex[:12]}"
+    asyncio.run(_admin(server_dsn, f'CREATE DATABASE "{name}" TEMPLATE "{template_db}"'))
+    try:
+        # Module fixtures start before the per-test clock reset: pin it here.
+        CLOCK.set(PINNED)
+        yield asyncio.run(_replay(with_database(server_dsn, name)))
+    finally:
+        asyncio.run(_admin(server_dsn, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
 
 
 def test_every_store_and_fence_of_the_fixtures_is_valid() -> None:
-    district = demo.load_district()
-    assert len(district) >= 10
-    for store in district:
+    stores = district.load_district()
+    assert len(stores) >= 10
+    for store in stores:
         msgspec.convert({"name": store.name, "timezone": store.timezone,
                          "address": store.address, "external_id": store.external_id}, StoreIn)
         assert len(store.features) in (1, 2), store.external_id
@@ -50,40 +81,70 @@ def test_every_store_and_fence_of_the_fixtures_is_valid() -> None:
             shape = validate(msgspec.convert(feature["geometry"], Geometry),
                              feature["properties"].get("radius_m"))
             assert 100 <= shape.area_m2 <= 3_000, (store.external_id, shape.area_m2)
-    kinds = {f["geometry"]["type"] for s in district for f in s.features}
+    kinds = {f["geometry"]["type"] for s in stores for f in s.features}
     assert kinds == {"Polygon", "MultiPolygon", "Point"}
 
 
 def test_the_campaigns_are_valid_and_cover_every_trigger_kind() -> None:
-    district = demo.load_district()
-    ids = {s.external_id: f"00000000-0000-0000-0000-{i:012d}" for i, s in enumerate(district)}
-    zones = {s.external_id: s.timezone for s in district}
-    doc = json.loads(demo.CAMPAIGNS_PATH.read_text())
+    stores = district.load_district()
+    ids = {s.external_id: f"00000000-0000-0000-0000-{i:012d}" for i, s in enumerate(stores)}
+    zones = {s.external_id: s.timezone for s in stores}
+    doc = json.loads(district.CAMPAIGNS_PATH.read_text())
     now = CLOCK()
     specs = [msgspec.convert(b, CampaignSpec)
-             for b in demo.campaign_bodies(doc, ids, zones, now)]
+             for b in district.campaign_bodies(doc, ids, zones, now)]
     assert {s.trigger.kind for s in specs} == {"enter", "dwell", "exit", "predicted_next"}
     assert all(s.schedule.starts_at <= now < s.schedule.ends_at for s in specs)
     assert any(s.holdout_percent for s in specs)
     assert any(s.caps.cooldown_seconds for s in specs)
 
 
+def test_audience_campaigns_cover_buy_with_a_category_and_go_and_leave_plain_ones_for_all() -> None:
+    doc = json.loads(district.CAMPAIGNS_PATH.read_text())
+    audiences = [c["audience"] for c in doc["campaigns"] if "audience" in c]
+    assert any("buy" in a["micromoments"] and a.get("categories") for a in audiences)
+    assert any("go" in a["micromoments"] for a in audiences)
+    assert len(audiences) < len(doc["campaigns"])
+
+
 def test_the_shoppers_pings_are_acceptable_and_in_the_last_half_hour() -> None:
     now = CLOCK()
-    doc = json.loads(demo.SHOPPERS_PATH.read_text())
-    shoppers = demo.plan_shoppers(doc, demo.load_district(), random.Random(1), now)
-    assert len(shoppers) >= 15
-    for shopper in shoppers:
+    doc = json.loads(shoppers.SHOPPERS_PATH.read_text())
+    planned = shoppers.plan_shoppers(doc, district.load_district(), random.Random(1), now)
+    assert len(planned) >= 15
+    for shopper in planned:
         assert all(now - timedelta(minutes=30) < p.at < now for p in shopper.pings)
         assert all(0 < p.accuracy_m < 5000 for p in shopper.pings)
 
 
-async def test_the_demo_imports_the_fixtures_and_its_shoppers_get_pushes(
-        demo_run: tuple[demo.DemoResult, str]) -> None:
+def test_the_shoppers_signals_are_acceptable_and_name_stores_of_the_district() -> None:
+    now = CLOCK()
+    doc = json.loads(shoppers.SHOPPERS_PATH.read_text())
+    district_ids = {s.external_id for s in district.load_district()}
+    ids = {external: str(uuid.uuid4()) for external in district_ids}
+    planned = shoppers.plan_shoppers(doc, district.load_district(), random.Random(1), now)
+    signals = [g for s in planned for g in s.signals]
+    assert {g.kind for g in signals} >= {CART_ADD, DIRECTIONS, SEARCH, PRODUCT_VIEW}
+    assert {g.kind for g in signals} <= {CART_ADD, CHECKOUT, DIRECTIONS, PURCHASE, SEARCH,
+                                         PRODUCT_VIEW, "store_locator"}
+    for signal in signals:
+        assert signal.store is None or signal.store in district_ids, signal
+        sent = msgspec.convert(signal.body(ids), SignalIn)
+        assert (check_time(sent.ts, now), check_attributes(sent)) == (None, None), signal
+        assert sent.ts < now, signal
+
+
+def test_some_shoppers_send_no_signals_so_audiences_have_someone_to_pass_by() -> None:
+    doc = json.loads(shoppers.SHOPPERS_PATH.read_text())
+    with_signals = [s["name"] for s in doc["shoppers"] if s.get("signals")]
+    assert 4 <= len(with_signals) <= len(doc["shoppers"]) - 4
+
+
+def test_the_demo_imports_the_fixtures_and_its_shoppers_get_pushes(demo_run: DemoRun) -> None:
     result, output = demo_run
-    district = demo.load_district()
-    assert result.stores == len(district)
-    assert result.fences == sum(len(s.features) for s in district)
+    stores = district.load_district()
+    assert result.stores == len(stores)
+    assert result.fences == sum(len(s.features) for s in stores)
     assert len(result.pushes) >= 10, output
     assert sum(s["sent"] for s in result.stats.values()) == len(result.pushes), output
     by_name = {s.name: s for s in result.shoppers}
@@ -91,3 +152,41 @@ async def test_the_demo_imports_the_fixtures_and_its_shoppers_get_pushes(
     for quiet in ("ines", "jules", "karim"):  # cyclist, poor GPS, no marketing consent
         assert by_name[quiet].pushes == [], (quiet, output)
     assert "campaign" in output and "triggered" in output
+
+
+def test_every_push_keeps_the_context_it_was_decided_in(demo_run: DemoRun) -> None:
+    result, output = demo_run
+    contexts = [p.context for p in result.pushes]
+    assert all(c is not None and 0.0 <= c["p_buy"] <= 1.0 and c["intent_model"] for c in contexts)
+    assert all(p.evidence for p in result.pushes if p.micromoment is not None), output
+
+
+def test_audience_campaigns_push_only_in_their_micromoment_and_buy_and_go_both_happen(
+        demo_run: DemoRun) -> None:
+    result, output = demo_run
+    audiences = {cid: c["audience"] for cid, c in result.campaigns.items() if c.get("audience")}
+    targeted = [p for p in result.pushes if p.campaign_id in audiences]
+    assert all(p.micromoment in audiences[p.campaign_id]["micromoments"] for p in targeted)
+    assert {p.micromoment for p in targeted} >= {"buy", "go"}, output
+
+
+def test_shoppers_without_signals_get_nothing_from_audience_campaigns_which_count_them(
+        demo_run: DemoRun) -> None:
+    result, output = demo_run
+    audiences = {cid for cid, c in result.campaigns.items() if c.get("audience")}
+    silent = {s.name for s in result.shoppers if not s.signals}
+    assert [p.shopper for p in result.pushes
+            if p.campaign_id in audiences and p.shopper in silent] == [], output
+    for cid in audiences:
+        suppressed = result.stats[cid]["suppressed"]["audience"]
+        name = result.campaigns[cid]["name"]
+        row = next(line for line in output.splitlines() if line.startswith(name[:27]))
+        assert suppressed > 0 and f"audience {suppressed}" in row, (name, output)
+
+
+def test_the_demo_ends_with_the_context_of_the_shoppers_who_sent_signals(
+        demo_run: DemoRun) -> None:
+    result, output = demo_run
+    sent = {s.name for s in result.shoppers if s.signals}
+    assert sent < set(result.contexts), output
+    assert result.contexts["chloe"]["micromoment"]["kind"] == "buy", output

@@ -1,0 +1,129 @@
+"""`make demo`'s printout, as tables: a push with the context its delivery kept prints the
+micromoment on its line and the evidence and p_buy below; a shopper's signals print as one line;
+a customer's context names its strongest, most specific category; an audience reads in words.
+"""
+
+from __future__ import annotations
+
+import re
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import pytest
+
+from fixtures.printout import (
+    INDENT,
+    Push,
+    audience_text,
+    context_lines,
+    intent_line,
+    push_lines,
+    top_category,
+)
+from fixtures.shoppers import Shopper, ShopperSignal
+
+AT = datetime(2026, 6, 17, 10, 0, tzinfo=UTC)
+CHEESE_SHOP = "paris7-fromagerie-cler"
+STORE_NAMES = {CHEESE_SHOP: "Fromagerie de la Rue Cler"}
+
+
+def push(context: dict[str, Any] | None) -> Push:
+    return Push(received_at=AT, shopper="chloe", store="Fromagerie de la Rue Cler",
+                trigger="enter", title="Your basket is ready: skip the queue", ttl_seconds=1750,
+                moment_at=AT - timedelta(seconds=50), campaign_id="c-1", context=context)
+
+
+def shopper(*signals: tuple[str, float, dict[str, str], str | None]) -> Shopper:
+    """A shopper with (kind, minutes into the walk, attributes, store) signals."""
+    return Shopper(name="chloe", persona="walker", platform="android", push="fcm_token",
+                   marketing=True, pings=[], signals=[
+                       ShopperSignal(at=AT + timedelta(minutes=m), kind=kind, attributes=attrs,
+                                     store=store, minutes_into_walk=m)
+                       for kind, m, attrs, store in signals])
+
+
+BUY = {"micromoment": "buy", "evidence": ["cart_add in cheese.soft 33 min before entering"],
+       "p_buy": 0.2134, "intent_model": "prior"}
+NONE = {"micromoment": None, "evidence": [], "p_buy": 0.0041, "intent_model": "fitted"}
+LONG = {"micromoment": "know", "p_buy": 0.02, "intent_model": "prior",
+        "evidence": [f"product_view in pharmacy.skincare.suncare.spf{i} {i} min before the dwell"
+                     for i in range(5)]}
+
+
+@pytest.mark.parametrize(("context", "micro", "below"), [
+    pytest.param(BUY, "buy", ["↳ buy: cart_add in cheese.soft 33 min before entering · "
+                              "p_buy 0.213 (prior model)"],
+                 id="a buy push names its micromoment and gives the evidence and p_buy below"),
+    pytest.param(NONE, "-", ["↳ no micromoment · p_buy 0.004 (fitted model)"],
+                 id="a push in no micromoment says so, still with p_buy and its model"),
+    pytest.param(None, "-", ["↳ no context kept with this delivery"],
+                 id="a delivery that kept no context is shown as such, not as no micromoment"),
+])
+def test_a_push_line_and_its_context(context: dict[str, Any] | None, micro: str,
+                                     below: list[str]) -> None:
+    first, *rest = push_lines(push(context), None)
+    shown = re.search(r" enter -0:50 +(\S+) +Your basket is ready", first)
+    assert shown is not None and shown.group(1) == micro, first
+    assert [line.removeprefix(INDENT) for line in rest] == below
+
+
+def test_long_evidence_wraps_under_the_push_and_keeps_every_fact() -> None:
+    _, *rest = push_lines(push(LONG), None)
+    assert len(rest) > 1 and all(line.startswith(INDENT) and len(line) <= 132 for line in rest)
+    told = " ".join(line.strip() for line in rest)
+    assert all(fact in told for fact in LONG["evidence"])
+
+
+@pytest.mark.parametrize(("signals", "line"), [
+    pytest.param([("cart_add", -31, {"category": "cheese.soft"}, CHEESE_SHOP)],
+                 "cart_add cheese.soft at Fromagerie de la Rue Cler (-31)",
+                 id="a signal naming a store says which, with its minute before setting off"),
+    pytest.param([("product_view", -26, {"category": "a.b"}, None),
+                  ("product_view", -24, {"category": "a.b"}, None)],
+                 "2 × product_view a.b (-26, -24)",
+                 id="repeated signals are grouped with each one's minute"),
+    pytest.param([("search", -22, {"query": "how to make a quiche"}, None),
+                  ("directions", 7, {}, CHEESE_SHOP),
+                  ("purchase", 9, {"amount": "18.50"}, CHEESE_SHOP)],
+                 'search "how to make a quiche" (-22), directions to Fromagerie de la Rue Cler '
+                 "(+7), purchase €18.50 at Fromagerie de la Rue Cler (+9)",
+                 id="a query is quoted, directions lead to a store, an amount is in euros"),
+])
+def test_a_shopper_s_intent_line(signals: list[tuple[str, float, dict[str, str], str | None]],
+                                 line: str) -> None:
+    assert intent_line(shopper(*signals), STORE_NAMES) == f"  {'chloe':10} {line}"
+
+
+@pytest.mark.parametrize(("by_category", "top"), [
+    pytest.param([], None, id="no intent has no top category"),
+    pytest.param([{"category": "cheese", "score": 0.73},
+                  {"category": "cheese.soft", "score": 0.73}], "cheese.soft",
+                 id="of equal scores the more specific category is the top"),
+    pytest.param([{"category": "wine", "score": 0.8}, {"category": "cheese.soft", "score": 0.5}],
+                 "wine", id="a higher score wins whatever its depth"),
+])
+def test_the_top_category(by_category: list[dict[str, Any]], top: str | None) -> None:
+    found = top_category(by_category)
+    assert (found["category"] if found else None) == top
+
+
+def test_a_context_line_gives_micromoment_p_buy_model_and_strongest_category() -> None:
+    context = {"intent": {"p_buy": 0.2134, "model": "prior", "by_category": [
+        {"category": "cheese", "score": 0.73}, {"category": "cheese.soft", "score": 0.73}]},
+        "micromoment": {"kind": "buy", "evidence": ["cart_add in cheese.soft 49 min ago"]}}
+    head, evidence = context_lines("chloe", context)
+    assert head.split() == ["chloe", "buy", "p_buy", "0.213", "(prior", "model)",
+                            "strongest", "intent:", "cheese.soft", "(0.73)"]
+    assert evidence == f"{INDENT}↳ cart_add in cheese.soft 49 min ago"
+
+
+@pytest.mark.parametrize(("audience", "text"), [
+    pytest.param(None, "-", id="no audience is everybody"),
+    pytest.param({"micromoments": ["go"]}, "go", id="a micromoment alone"),
+    pytest.param({"micromoments": ["buy"], "categories": ["cheese"], "min_intent": 0.3},
+                 "buy in cheese ≥ 0.30", id="a micromoment, a category and a minimum intent"),
+    pytest.param({"categories": ["wine", "cheese"]}, "any moment in wine or cheese",
+                 id="categories without micromoments are any moment's"),
+])
+def test_an_audience_in_words(audience: dict[str, Any] | None, text: str) -> None:
+    assert audience_text(audience) == text
