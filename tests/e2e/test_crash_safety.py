@@ -22,7 +22,7 @@ from collections import Counter, defaultdict
 from collections.abc import Awaitable, Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 from uuid import UUID, uuid4
@@ -31,6 +31,7 @@ import asyncpg
 import httpx
 import msgspec
 
+from app.clock import system_clock
 from app.db import init_connection
 from campaigns import devices, outbox
 from campaigns import store as campaign_store
@@ -211,7 +212,7 @@ async def test_a_dispatcher_killed_mid_batch_loses_nothing_and_its_resends_colla
         async with httpx.AsyncClient(base_url=fcm_url) as emulator:
             # 50 sends in flight, each answered 300 ms after it arrives: ~2 s for the batch.
             (await emulator.post("/emulator/latency", json={"delay_ms": 300})).raise_for_status()
-            now = datetime.now(UTC)
+            now = system_clock()
             seeded = await seed(database_url, now, [
                 ("tok-", sendable, timedelta(minutes=10), "sent"),
                 ("unregistered-", 10, timedelta(minutes=10), "failed"),
@@ -225,7 +226,7 @@ async def test_a_dispatcher_killed_mid_batch_loses_nothing_and_its_resends_colla
                 await until(lambda: _count_at_least(emulator, sendable * 2 // 3), 60,
                             "two thirds of the batch to reach the emulator")
                 first.process.send_signal(signal.SIGKILL)
-                killed_at = datetime.now(UTC)
+                killed_at = system_clock()
                 assert first.process.wait(timeout=10) == -signal.SIGKILL
             before_kill = await received(emulator)
             left_claimed = [s for s, _ in (await statuses(database_url)).values()
@@ -233,7 +234,7 @@ async def test_a_dispatcher_killed_mid_batch_loses_nothing_and_its_resends_colla
 
             with dispatcher(database_url, fcm_url, tmp_path / "second.log", **settings) as second:
                 await second.ready()
-                ready_at = datetime.now(UTC)
+                ready_at = system_clock()
                 await until_drained(database_url)
                 second.process.send_signal(signal.SIGTERM)
                 assert second.process.wait(timeout=15) == 0, second.output()
@@ -307,7 +308,7 @@ async def test_a_storm_of_429_and_503_is_retried_as_asked_and_nothing_leaves_aft
                 (await emulator.post("/emulator/faults", json=fault)).raise_for_status()
             with dispatcher(database_url, fcm_url, tmp_path / "storm.log", **settings) as run:
                 await run.ready()
-                seeded = await seed(database_url, datetime.now(UTC), [
+                seeded = await seed(database_url, system_clock(), [
                     ("tok-", long_lived, timedelta(minutes=10), "sent"),
                     # Refused twice, then told to wait 2 s: by then its offer has run out.
                     ("brief-", short_lived, timedelta(seconds=2.5), "expired"),
@@ -363,7 +364,7 @@ async def test_a_live_dispatcher_keeps_its_rows_when_its_batch_outlasts_the_leas
         async with httpx.AsyncClient(base_url=fcm_url) as emulator:
             # 300 sends, 50 at a time, 300 ms each: the batch takes about twice the lease.
             (await emulator.post("/emulator/latency", json={"delay_ms": 300})).raise_for_status()
-            seeded = await seed(database_url, datetime.now(UTC), [
+            seeded = await seed(database_url, system_clock(), [
                 ("tok-", 300, timedelta(minutes=10), "sent")])
             settings = {"DISPATCH_LEASE_SECONDS": "1"}
             with dispatcher(database_url, fcm_url, tmp_path / "a.log", **settings) as a, \

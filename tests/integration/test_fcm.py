@@ -18,7 +18,7 @@ import pytest
 import pytest_asyncio
 from firebase_admin import messaging
 
-from app.clock import PinnedClock
+from app.clock import PinnedClock, system_clock
 from campaigns.fcm import MIN_SEND_LIFETIME, FcmGateway, OutgoingPush, SendResult, build_message
 from campaigns.fcm_emulator import run_emulator
 
@@ -595,7 +595,7 @@ async def test_every_send_attempt_is_logged_with_its_answer(
         retry_after: float | None, fcm_emulator: httpx.AsyncClient) -> None:
     if fault is not None:
         (await fcm_emulator.post("/emulator/faults", json=fault)).raise_for_status()
-    before = datetime.now(UTC)
+    before = system_clock()
 
     await fcm_emulator.post("/v1/projects/p/messages:send", json=request_body)
 
@@ -609,12 +609,12 @@ async def test_every_send_attempt_is_logged_with_its_answer(
 async def test_a_slowed_emulator_keeps_the_message_on_arrival_and_answers_later(
         fcm_emulator: httpx.AsyncClient) -> None:
     (await fcm_emulator.post("/emulator/latency", json={"delay_ms": 250})).raise_for_status()
-    before = datetime.now(UTC)
+    before = system_clock()
 
     response = await fcm_emulator.post("/v1/projects/p/messages:send",
                                        json={"message": a_message()})
 
-    answered = datetime.now(UTC)
+    answered = system_clock()
     assert response.status_code == 200
     [kept] = await received(fcm_emulator)
     arrived = datetime.fromisoformat(kept["received_at"])
