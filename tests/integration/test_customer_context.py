@@ -122,15 +122,21 @@ async def shop_history(db: asyncpg.Connection, customers: int, buyers_share: flo
         await signals(db, me, *items)
 
 
-async def test_the_model_stays_the_prior_until_purchases_are_stored(
-        db: asyncpg.Connection, database_url: str) -> None:
-    await shop_history(db, customers=4, buyers_share=0.3)
+async def refitted(database_url: str) -> tuple[bool, IntentModel]:
+    """The service's model after one refit at NOW on what is stored."""
     pool = await open_pool(database_url, min_size=1, max_size=2)
     try:
         model = IntentModel()
-        changed = await model.refit(pool, NOW)
+        return await model.refit(pool, NOW), model
     finally:
         await pool.close()
+
+
+async def test_the_model_stays_the_prior_until_purchases_are_stored(
+        db: asyncpg.Connection, database_url: str) -> None:
+    await shop_history(db, customers=4, buyers_share=0.3)
+
+    changed, model = await refitted(database_url)
 
     assert (changed, model.model.name, model.fitted_at) == (False, "prior", None)
     assert "kept the prior" in model.last_refit
@@ -139,12 +145,8 @@ async def test_the_model_stays_the_prior_until_purchases_are_stored(
 async def test_with_enough_purchases_the_model_is_refitted_on_the_shop_s_own_signals(
         db: asyncpg.Connection, database_url: str) -> None:
     await shop_history(db, customers=60, buyers_share=0.5)
-    pool = await open_pool(database_url, min_size=1, max_size=2)
-    try:
-        model = IntentModel()
-        changed = await model.refit(pool, NOW)
-    finally:
-        await pool.close()
+
+    changed, model = await refitted(database_url)
 
     assert (changed, model.model.name, model.fitted_at) == (True, "fitted", NOW), \
         model.last_refit
