@@ -138,7 +138,7 @@ async def ingest_pings(conn: Connection, catalog: Catalog, predictor: Predictor,
         visits = await _record_visits(conn, view, device, events, now)
     moments.extend(await predicted_moments(conn, view, predictor, device, events, fixes, after))
     contexted: list[tuple[Moment, MomentEvidence | None]] = []
-    if view.campaigns and context:
+    if view.campaigns and context and moments:
         contexted.extend(await with_context(conn, view, intent_model, device.customer_id,
                                             device.id, moments, fixes, now))
     elif view.campaigns:
