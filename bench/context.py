@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import logging
 import os
 import platform
 import shlex
@@ -112,6 +113,8 @@ async def prepare(url: str, stores: int, devices: int, seed: int) -> tuple[list[
     centres = store_centres(stores, seed)
     admin = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
     async with AsyncTestClient(app=app) as client:
+        _quiet()
+
         async def ok(method: str, path: str, body: Any, headers: dict[str, str]) -> Any:
             response = await client.request(method, path, json=body, headers=headers)
             if response.status_code >= 300:
@@ -173,6 +176,12 @@ def batches(device_ids: Sequence[uuid.UUID], stores: int, rounds: int,
                                                speed[d].tolist(), stamps, strict=True)]
             out.append(Batch(r, device, pings, stamps[-1] + timedelta(seconds=1)))
     return out
+
+
+def _quiet() -> None:
+    """One line per request and per catalog load would bury the figures."""
+    for name in ("httpx", "contexto"):
+        logging.getLogger(name).setLevel(logging.WARNING)
 
 
 # ---------------------------------------------------------------------------------------------
