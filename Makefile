@@ -39,7 +39,9 @@ bench: $(STAMP)
 	$(PY) -m bench.fence_match
 	$(PY) -m bench.predict
 	$(PY) -m bench.catalog_refresh
+	$(PY) -m bench.context
 	$(PY) -m bench.e2e --concurrency 32
+	$(PY) -m bench.e2e --concurrency 32 --skip-context
 	$(PY) -m bench.e2e --concurrency 8
 
 eval: $(STAMP)

@@ -1,9 +1,11 @@
 """The customer's context as the shell reads it: once per ping batch for the moments the batch
 made, and on request for the context endpoints.
 
-One rule: one query for the customer's signals per batch that made a moment (never per ping,
-never per moment, none for a batch without moments); the pure cores (`customers.intent`,
-`customers.micromoment`, `customers.context`) do the rest on what it read.
+One rule: one query for the customer's signals per batch that made a moment some active campaign
+answers (never per ping, never per moment, none for a batch without such moments); the pure cores
+(`customers.intent`, `customers.micromoment`, `customers.context`) do the rest on what it read.
+A moment no campaign's trigger matches ends in no delivery and no suppression, so it needs no
+context (in `make bench`, every exit: its campaigns all trigger on entries).
 """
 
 from __future__ import annotations
@@ -17,7 +19,7 @@ import msgspec
 from app.catalog import CatalogView
 from app.intent import IntentModel
 from app.prediction import Predictor, recent_visits
-from campaigns.decide import Moment
+from campaigns.decide import Moment, matches
 from customers import store as customer_store
 from customers.context import MomentEvidence, moment_context
 from customers.intent import intent as intent_of
@@ -59,16 +61,21 @@ def _classified(moment: Moment, signals: Sequence[Signal], catalog: CatalogView,
 async def with_context(conn: Connection, catalog: CatalogView, intent_model: IntentModel,
                        customer_id: str | None, device_id: UUID, moments: Sequence[Moment],
                        fixes: Sequence[Fix],
-                       now: datetime) -> list[tuple[Moment, MomentEvidence]]:
+                       now: datetime) -> list[tuple[Moment, MomentEvidence | None]]:
     """The moments, each with the customer's context at its instant and what a delivery keeps
-    of it (one signals query)."""
-    if not moments:
-        return []
+    of it (one signals query); a moment no active campaign matches goes on without either."""
+    answered = [any(c.status == "active" and matches(c.trigger, m) for c in catalog.campaigns)
+                for m in moments]
+    if not any(answered):
+        return [(m, None) for m in moments]
     signals = await customer_store.customer_signals(
         conn, customer_id, None if customer_id else device_id, now)
     intent = intent_of(signals, now, intent_model.model)
-    out = []
-    for moment in moments:
+    out: list[tuple[Moment, MomentEvidence | None]] = []
+    for moment, wanted in zip(moments, answered, strict=True):
+        if not wanted:
+            out.append((moment, None))
+            continue
         micromoment = _classified(moment, signals, catalog, fixes)
         out.append((
             msgspec.structs.replace(moment, context=moment_context(intent, micromoment)),

@@ -102,9 +102,10 @@ async def load_presence(conn: Connection, catalog: Catalog,
 
 async def ingest_pings(conn: Connection, catalog: Catalog, predictor: Predictor,
                        intent_model: IntentModel, device: Device, pings: Sequence[PingIn],
-                       now: datetime) -> BatchOutcome:
+                       now: datetime, *, context: bool = True) -> BatchOutcome:
     """Run the pipeline for a device's accepted pings (call inside a transaction that holds
-    the device's row lock)."""
+    the device's row lock). `context=False` is the benchmark's control run only
+    (`Settings.bench_skip_context`): moments go to the rules without a context."""
     if not pings:
         return BatchOutcome([], 0)
     before = await load_presence(conn, catalog, device.id)
@@ -136,8 +137,12 @@ async def ingest_pings(conn: Connection, catalog: Catalog, predictor: Predictor,
         await _record_events(conn, view, device, events, now)
         visits = await _record_visits(conn, view, device, events, now)
     moments.extend(await predicted_moments(conn, view, predictor, device, events, fixes, after))
-    contexted = await with_context(conn, view, intent_model, device.customer_id, device.id,
-                                   moments, fixes, now) if view.campaigns else []
+    contexted: list[tuple[Moment, MomentEvidence | None]] = []
+    if view.campaigns and context and moments:
+        contexted.extend(await with_context(conn, view, intent_model, device.customer_id,
+                                            device.id, moments, fixes, now))
+    elif view.campaigns:
+        contexted.extend((m, None) for m in moments)
     queued = await decide_moments(conn, view, device, contexted, now)
     return BatchOutcome(events, queued, visits)
 
@@ -246,7 +251,8 @@ def moments_of(catalog: CatalogView, events: Sequence[GeoEvent]) -> list[Moment]
 
 
 async def decide_moments(conn: Connection, catalog: CatalogView, device: Device,
-                         moments: Sequence[tuple[Moment, MomentEvidence]], now: datetime) -> int:
+                         moments: Sequence[tuple[Moment, MomentEvidence | None]],
+                         now: datetime) -> int:
     """Decide every moment in time order and queue the winners, each delivery keeping its
     moment's evidence; return how many were queued."""
     campaigns = catalog.campaigns

@@ -50,6 +50,11 @@ class Settings(msgspec.Struct, kw_only=True, frozen=True):
     retention_days: int = 30
     retention_interval_seconds: float = 3600.0
     retention_batch: int = 5000
+    # A benchmark control, never for production: the ping path skips the context engine (no
+    # signals query, no intent, no micromoment; moments carry no context, so every campaign
+    # with an audience is suppressed), which is how `make bench` measures what the context
+    # adds to the ping path. Off unless CONTEXTO_BENCH_SKIP_CONTEXT is set.
+    bench_skip_context: bool = False
 
     def __post_init__(self) -> None:
         if not 0 <= self.h3_resolution <= 15:
@@ -105,6 +110,7 @@ def from_environment(env: Mapping[str, str], *, database_url: str,
         device_batches_per_second=float(env.get("DEVICE_BATCHES_PER_SECOND", "0.5")),
         retention_days=int(env.get("RETENTION_DAYS", "30")),
         retention_interval_seconds=float(env.get("RETENTION_INTERVAL_SECONDS", "3600")),
+        bench_skip_context=_flag(env.get("CONTEXTO_BENCH_SKIP_CONTEXT", "0")),
         embedded_emulator_port=(
             int(env.get("FCM_EMULATOR_PORT", "8765"))
             if not env.get("FCM_ENDPOINT") and not env.get("GOOGLE_APPLICATION_CREDENTIALS")

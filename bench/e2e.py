@@ -6,15 +6,20 @@ One rule: measure the real thing from outside — the service as `make run` star
 driven over loopback by a load generator in a separate process (`bench.loadgen`) — and print the
 command line, the machine and the set-up sizes with the figures.
 
-Set-up: ~1,000 stores with circle/rectangle fences over a 10 × 10 km city, three active `enter`
-campaigns (generous caps; a policy without quiet hours nor minimum gap), an app key and a few
-thousand devices registered concurrently. Then the generator keeps `--concurrency` requests in
+Set-up: ~1,000 stores with circle/rectangle fences over a 10 × 10 km city, six active `enter`
+campaigns, three of them with an audience (generous caps; a policy without quiet hours nor
+minimum gap), an app key and a few thousand devices registered concurrently, as customers with
+signal histories of the past days (`bench.shoppers`), so the context engine runs on every batch
+that makes a moment. `--skip-context` is the control run: the same load on a service that skips
+the context engine (`CONTEXTO_BENCH_SKIP_CONTEXT=1`); the server CPU per request of the two runs
+is what the context adds to the ping path. Then the generator keeps `--concurrency` requests in
 flight for a warm-up and `--seconds` measured seconds; some devices walk into stores, so pushes
 are queued. Each push the emulator received is traced back, through its delivery's device and
 moment, to the request that carried the entering ping: (c) is that request's send time → the
 emulator's `received_at`.
 
-Run: `python -m bench.e2e [--devices N] [--concurrency N] [--seconds S] [--database-url URL]`
+Run: `python -m bench.e2e [--devices N] [--concurrency N] [--seconds S] [--database-url URL]
+[--skip-context]`
 (without a URL, nor `DATABASE_URL`, the service starts an embedded PostgreSQL; with one, a new
 database is created on that server and dropped afterwards). Targets: (b) ≥ 50 k pings/s,
 (c) p99 < 250 ms.
@@ -36,7 +41,7 @@ import uuid
 from collections import Counter
 from collections.abc import Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
@@ -47,7 +52,9 @@ import msgspec
 import numpy as np
 
 from bench.loadgen import METRES_PER_DEG_LAT, PINGS_PER_BATCH, ROUND_SECONDS, Go, Plan, Result
+from bench.shoppers import HISTORY_DAYS, as_json_rows, campaign_bodies, customer_ids, signal_records
 from fixtures.launch import Service, service
+from geo.store import SIGNAL_COLUMNS
 
 LAT0, LNG0 = 48.8566, 2.3522  # Paris
 HALF_SIDE_M = 5_000.0
@@ -66,10 +73,15 @@ class World:
     store_y: list[float] = field(default_factory=list)
     fences: int = 0
     campaigns: int = 0
+    audience_campaigns: int = 0
+    customers: int = 0
+    shoppers: int = 0  # devices with a signal history
+    signals: int = 0
     device_ids: list[uuid.UUID] = field(default_factory=list)
     tokens: list[str] = field(default_factory=list)
     stores_s: float = 0.0  # time to create the stores and fences
     devices_s: float = 0.0  # time to register the devices
+    signals_s: float = 0.0  # time to write the signal histories
 
 
 # ---------------------------------------------------------------------------------------------
@@ -128,8 +140,8 @@ def store_centres(stores: int, seed: int) -> list[tuple[float, float]]:
     return [(float(x), float(y)) for x, y in rng.uniform(-HALF_SIDE_M, HALF_SIDE_M, (stores, 2))]
 
 
-async def set_up(svc: Service, *, centres: list[tuple[float, float]], devices: int,
-                 seed: int) -> World:
+async def set_up(svc: Service, db_url: str, *, centres: list[tuple[float, float]],
+                 devices: int, seed: int) -> World:
     rng = np.random.default_rng(seed + 1)
     stores = len(centres)
     world = World()
@@ -157,36 +169,25 @@ async def set_up(svc: Service, *, centres: list[tuple[float, float]], devices: i
         world.stores_s = time.monotonic() - t
 
         now = datetime.now(UTC)
-        common: dict[str, Any] = {
-            "schedule": {"starts_at": (now - timedelta(days=1)).isoformat(),
-                         "ends_at": (now + timedelta(days=1)).isoformat()},
-            "offer_ttl_seconds": 86_400,
-            "caps": {"per_device": {"count": 10_000, "period_seconds": 86_400}},
-            "status": "active",
-        }
-        campaigns: list[dict[str, Any]] = [
-            {"name": "any store", "trigger": {"kind": "enter"}, "priority": 0,
-             "offer": {"title": "Welcome in", "body": "10 % off today",
-                       "data": {"sku": "any"}}},
-            {"name": "groceries", "trigger": {"kind": "enter", "tags": ["grocery"]},
-             "priority": 10, "offer": {"title": "Fresh deal", "body": "Fruit -20 %",
-                                       "deep_link": "shop://offers/fruit"}},
-            {"name": "flagships", "trigger": {"kind": "enter", "store_ids": store_ids[:100]},
-             "priority": 5, "offer": {"title": "Flagship", "body": "A gift at the counter"}},
-        ]
+        campaigns = campaign_bodies(store_ids, now)
         for body in campaigns:
-            await _ok(client, "POST", "/v1/campaigns", admin, {**common, **body})
+            await _ok(client, "POST", "/v1/campaigns", admin, body)
         world.campaigns = len(campaigns)
+        world.audience_campaigns = sum(1 for body in campaigns if "audience" in body)
 
         key = await _ok(client, "POST", "/v1/api-keys", admin, {"name": "bench app", "role": "app"})
         app_token: str = key["token"]
         run = uuid.uuid4().hex[:8]
+        customers = customer_ids(devices, run)
 
         async def device(i: int) -> tuple[str, str]:
-            reg = await _ok(client, "POST", "/v1/devices", app_token, {
+            body: dict[str, Any] = {
                 "platform": "android" if i % 3 else "ios", "fcm_token": f"bench-{run}-{i}",
                 "timezone": "Europe/Paris",
-                "consent": {"location": True, "marketing_push": True}})
+                "consent": {"location": True, "marketing_push": True}}
+            if customers[i] is not None:
+                body["customer_id"] = customers[i]
+            reg = await _ok(client, "POST", "/v1/devices", app_token, body)
             return reg["device_id"], reg["device_token"]
 
         t = time.monotonic()
@@ -196,6 +197,20 @@ async def set_up(svc: Service, *, centres: list[tuple[float, float]], devices: i
         world.device_ids = [uuid.UUID(d) for d, _ in registered]
         world.tokens = [token for _, token in registered]
         world.devices_s = time.monotonic() - t
+        world.customers = len(set(c or str(d) for c, d in zip(customers, world.device_ids,
+                                                               strict=True)))
+    # Histories of the past days: the API takes only the last 24 h, so they are written directly.
+    t = time.monotonic()
+    records = signal_records(world.device_ids, store_ids, now, seed)
+    conn = await asyncpg.connect(db_url)
+    try:
+        await conn.copy_records_to_table("signals", records=as_json_rows(records),
+                                         columns=SIGNAL_COLUMNS)
+    finally:
+        await conn.close()
+    world.signals = len(records)
+    world.shoppers = len({r[0] for r in records})
+    world.signals_s = time.monotonic() - t
     return world
 
 
@@ -471,7 +486,7 @@ def _cpu_model() -> str:
 
 def report(*, command: str, pg_version: str, database: str, world: World, spec: Plan,
            go: Go, result: Result, pushes: PushFigures, cpu: dict[str, float],
-           setup_s: float, total_s: float, workers: int) -> None:
+           setup_s: float, total_s: float, workers: int, skip_context: bool) -> None:
     window = max(result.measure_end - result.measure_start, 1e-9)
     # Throughput counts the answers that arrived inside the window (whenever they were sent);
     # latency, the requests sent inside it.
@@ -498,10 +513,15 @@ def report(*, command: str, pg_version: str, database: str, world: World, spec: 
     print(f"service   : python -m app ({shape}, uvicorn); generator: separate process, raw "
           "HTTP/1.1 keep-alive")
     print(f"set-up    : {len(world.store_x):,} stores / {world.fences:,} fences (circles and "
-          f"rectangles, 10 x 10 km), {world.campaigns} active enter campaigns, "
-          f"{len(world.device_ids):,} devices; {setup_s:.1f} s (stores and fences "
+          f"rectangles, 10 x 10 km), {world.campaigns} active enter campaigns "
+          f"({world.audience_campaigns} with an audience), {len(world.device_ids):,} devices "
+          f"({world.customers:,} customers); {setup_s:.1f} s (stores and fences "
           f"{world.stores_s:.1f} s, devices {world.devices_s:.1f} s, "
           f"{SETUP_CONCURRENCY} requests at a time)")
+    print(f"shoppers  : {world.shoppers:,} devices with a signal history, {world.signals:,} "
+          f"signals over {HISTORY_DAYS:g} days (written in {world.signals_s:.1f} s); context "
+          + ("engine SKIPPED (CONTEXTO_BENCH_SKIP_CONTEXT=1, the control run)" if skip_context
+             else "engine on (signals read once per batch that makes a moment)"))
     print(f"load      : {go.concurrency} requests in flight, {PINGS_PER_BATCH} pings per "
           f"batch (1 s apart), {spec.visit_share:.0%} of batches walk into a store; warm-up "
           f"{go.warmup_s:g} s, measured {window:.1f} s")
@@ -577,6 +597,8 @@ async def bench(args: argparse.Namespace, command: str) -> None:
             # The per-device budget is lifted: this measures throughput, not back-pressure.
             extra = {"CONTEXTO_WORKERS": str(args.workers), "DB_POOL_MAX": str(args.pool),
                      "DEVICE_BURST": "1000000", "DEVICE_BATCHES_PER_SECOND": "1000000"}
+            if args.skip_context:
+                extra["CONTEXTO_BENCH_SKIP_CONTEXT"] = "1"
             with service(database_url=db_url, extra_env=extra) as svc:
                 if db_url is None:
                     db_url = embedded_url(svc)
@@ -587,7 +609,8 @@ async def bench(args: argparse.Namespace, command: str) -> None:
                     await conn.close()
                 print(f"setting up {args.stores:,} stores and {args.devices:,} devices", flush=True)
                 t = time.monotonic()
-                world = await set_up(svc, centres=centres, devices=args.devices, seed=args.seed)
+                world = await set_up(svc, db_url, centres=centres, devices=args.devices,
+                                     seed=args.seed)
                 setup_s = time.monotonic() - t
                 go = Go(port=int(urlsplit(svc.url).port or 0), tokens=world.tokens,
                         concurrency=args.concurrency, warmup_s=args.warmup, seconds=args.seconds)
@@ -601,7 +624,7 @@ async def bench(args: argparse.Namespace, command: str) -> None:
                 report(command=command, pg_version=pg_version, database=database, world=world,
                        spec=plan, go=go, result=result, pushes=pushes, cpu=cpu,
                        setup_s=setup_s, total_s=time.monotonic() - started,
-                       workers=args.workers)
+                       workers=args.workers, skip_context=args.skip_context)
         finally:
             await loadgen.close()
             if server_url and created:
@@ -630,6 +653,9 @@ def main(argv: list[str] | None = None) -> None:
                         help="a PostgreSQL server (a fresh database is created on it); "
                              "default: $DATABASE_URL, else an embedded PostgreSQL")
     parser.add_argument("--seed", type=int, default=7)
+    parser.add_argument("--skip-context", action="store_true",
+                        help="the control run: the service skips the context engine "
+                             "(CONTEXTO_BENCH_SKIP_CONTEXT=1), to measure what it adds")
     parser.add_argument("--workers", type=int, default=2,
                         help="service worker processes (CONTEXTO_WORKERS)")
     parser.add_argument("--pool", type=int, default=10,

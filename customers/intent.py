@@ -161,6 +161,8 @@ def spike(signals: Sequence[Signal], now: datetime) -> Spike:
     # Intensity only jumps up at signals and decays in between, so the burst began at the last
     # signal time, walking back, just before which the customer was below their threshold.
     times = np.unique(ts[ts > t - SPIKE_LOOKBACK_S])
+    if not len(times):  # above its baseline, but nothing within the lookback: the new normal
+        return Spike(active=False, ratio=round(ratio, 3))
     before = _intensity_at(times, ts, w, hl, strictly_before=True)
     below = before < SPIKE_RATIO * _baseline_at(times, ts, w, hl)
     crossings = times[below]

@@ -24,13 +24,20 @@ DEVICE_KEY_PREFIX = "device:"
 CONTEXT_WINDOW = timedelta(days=30)
 CONTEXT_SIGNALS = 1000
 
+# Per device of the customer, newest first along (device_id, ts), then merged: the plan stays an
+# index range scan per device whatever the parameters. (A single `device_id = any(...)` scan let
+# PostgreSQL's generic plan walk the `ts` index of every customer's recent signals, filtering by
+# device: 2 ms for 15 k signals in `make bench`, and growing with the whole shop's traffic.)
 CUSTOMER_SIGNALS = """
 SELECT ts, kind, attributes FROM (
-    SELECT s.ts, s.kind, s.attributes FROM signals s
-    WHERE s.device_id = any(ARRAY(
-              SELECT id FROM devices WHERE $1::text IS NOT NULL AND customer_id = $1
-              UNION SELECT $2::uuid WHERE $2::uuid IS NOT NULL))
-      AND s.ts > $3 AND s.ts <= $4
+    SELECT s.ts, s.kind, s.attributes
+    FROM (SELECT id FROM devices WHERE $1::text IS NOT NULL AND customer_id = $1
+          UNION SELECT $2::uuid WHERE $2::uuid IS NOT NULL) AS d (id)
+    CROSS JOIN LATERAL (
+        SELECT ts, kind, attributes FROM signals
+        WHERE device_id = d.id AND ts > $3 AND ts <= $4
+        ORDER BY ts DESC LIMIT $5
+    ) AS s
     ORDER BY s.ts DESC LIMIT $5
 ) recent ORDER BY ts
 """

@@ -33,7 +33,8 @@ class PingController(Controller):
             if not device.consent.location:
                 raise PermissionDeniedException("this device has not consented to location use")
             outcome = await ingest_pings(conn, state.catalog, state.predictor,
-                                         state.intent_model, device, accepted, now)
+                                         state.intent_model, device, accepted, now,
+                                         context=not state.settings.bench_skip_context)
         state.predictor.learn(outcome.visits)
         state.metrics.pings(len(accepted), len(rejected), len(outcome.events), outcome.queued)
         return Accepted(len(accepted), rejected)

@@ -207,6 +207,15 @@ def test_no_signals_no_spike_and_no_ratio() -> None:
     assert spike([], T0).ratio is None
 
 
+def test_a_burst_older_than_the_lookback_is_no_spike_even_well_above_the_baseline() -> None:
+    # Twenty cart adds 3.5 days ago still weigh three times their own trailing average, but
+    # nothing happened within the lookback: the customer's new normal (this crashed the ping
+    # path with an IndexError before).
+    old_burst = [sig("cart_add", 84 + k / 60) for k in range(20)]
+    s = spike(old_burst, T0)
+    assert (s.active, s.since, s.ratio is not None and s.ratio >= 3) == (False, None, True)
+
+
 # --- intent --------------------------------------------------------------------------------------
 
 
