@@ -30,9 +30,11 @@ is the campaign's one reason:
                  held-out device counts only when it would otherwise have received the offer
 
 The device-wide rules (consent, quiet_hours, policy) are evaluated once per moment but recorded
-per campaign, so each campaign's stats say why it did not go out. Survivors compete: the highest
-`priority` wins; ties go to the latest `activated_at`, then the latest `created_at`, then the
-greater id (arbitrary, but stable). The other survivors are suppressed as `outranked`.
+per campaign, so each campaign's stats say why it did not go out. Survivors — and only
+survivors — compete (`campaigns/arbitrate.py`): the highest `priority` wins outright; within it,
+the best Thompson-drawn expected value (learned P(conversion) × `value`); exact ties go to the
+latest `activated_at`, then the latest `created_at`, then the greater id (arbitrary, but stable).
+The other survivors are suppressed as `outranked`. The decision carries its `Why`.
 
 Windows are half-open: a push exactly N seconds old no longer counts against an N-second window,
 and a time exactly at a window's end (daypart `to`, quiet hours `to`, `ends_at`) is outside it.
@@ -49,6 +51,7 @@ from zoneinfo import ZoneInfo
 
 import msgspec
 
+from campaigns.arbitrate import Candidate, Decider, Evidence, arbitrate, seed_of
 from campaigns.audience import audience_failure
 from campaigns.model import Campaign, Daypart, Policy, QuietHours, Trigger, minutes_of
 from customers.context import MomentContext
@@ -119,12 +122,50 @@ class Suppression(msgspec.Struct, kw_only=True, frozen=True):
     detail: str
 
 
+class WhyMoment(msgspec.Struct, kw_only=True, frozen=True, omit_defaults=True):
+    key: str
+    kind: MomentKind
+    fence_id: UUID | None
+    store_id: UUID
+    occurred_at: datetime
+    probability: float | None = None
+
+
+class WhyChosen(msgspec.Struct, kw_only=True, frozen=True):
+    campaign_id: UUID
+    rule: Decider  # "only candidate", "priority" or "expected value draw"
+    seed: int  # the draw's seed: the same evidence and seed replay the same draw
+
+
+class WhyContext(msgspec.Struct, kw_only=True, frozen=True):
+    micromoment: str | None
+    tier: str  # "unknown" until the customer context has a value tier
+    p_buy: float | None
+    bucket: str  # the chosen campaign's learning bucket: micromoment|tier|intent band
+
+
+class Why(msgspec.Struct, kw_only=True, frozen=True):
+    """Why a delivery won: every matched campaign, the rule or draw that decided, the context."""
+
+    moment: WhyMoment
+    candidates: list[Candidate]
+    chosen: WhyChosen
+    context: WhyContext
+
+
 class Decision(msgspec.Struct, kw_only=True, frozen=True):
     moment: Moment
     chosen: Campaign | None
     expires_at: datetime | None
     suppressions: tuple[Suppression, ...]
     matched: tuple[UUID, ...]
+    why: Why | None = None  # set when a campaign was chosen
+
+
+def moment_key(moment: Moment) -> str:
+    """The moment's identity for its device: a delivery is unique per (campaign, device, key)."""
+    place = moment.fence_id if moment.fence_id is not None else moment.store_id
+    return f"{moment.kind}:{place}:{moment.occurred_at.isoformat()}"
 
 
 def matches(trigger: Trigger, moment: Moment) -> bool:
@@ -159,8 +200,12 @@ def decide(
     policy: Policy,
     history: Sequence[PastPush],
     now: datetime,
+    evidence: Evidence | None = None,
 ) -> Decision:
-    """Choose at most one campaign for the moment and record why each other matched one is not."""
+    """Choose at most one campaign for the moment and record why each other matched one is not.
+
+    `evidence`: what earlier deliveries' outcomes taught arbitration (none: every campaign at
+    its prior)."""
     if now.tzinfo is None:
         raise ValueError("now needs a UTC offset")
     if device.device_id != moment.device_id:
@@ -169,17 +214,45 @@ def decide(
     matched = [c for c in campaigns if c.status == "active" and matches(c.trigger, moment)]
     failures = {c.id: _first_failure(c, situation) for c in matched}
     survivors = [c for c in matched if failures[c.id] is None]
-    chosen = max(survivors, key=_rank, default=None)
+    key = moment_key(moment)
+    seed = seed_of(moment.device_id, key)
+    arbitration = arbitrate(survivors, moment.context, evidence or Evidence(), seed, _rank)
+    chosen = arbitration.chosen
     suppressions = tuple(
         _suppression(c, failures[c.id], chosen) for c in matched if c is not chosen
     )
+    why = None
+    if chosen is not None and arbitration.rule is not None:
+        candidates = [
+            arbitration.scored.get(c.id) or _ineligible(c.id, failures[c.id]) for c in matched
+        ]
+        context = moment.context
+        why = Why(
+            moment=WhyMoment(key=key, kind=moment.kind, fence_id=moment.fence_id,
+                             store_id=moment.store_id, occurred_at=moment.occurred_at,
+                             probability=moment.probability),
+            candidates=candidates,
+            chosen=WhyChosen(campaign_id=chosen.id, rule=arbitration.rule, seed=seed),
+            context=WhyContext(
+                micromoment=None if context is None else context.micromoment,
+                tier=arbitration.bucket.split("|")[1],
+                p_buy=None if context is None else round(context.p_buy, 6),
+                bucket=arbitration.bucket),
+        )
     return Decision(
         moment=moment,
         chosen=chosen,
         expires_at=None if chosen is None else _expiry(chosen, moment),
         suppressions=suppressions,
         matched=tuple(c.id for c in matched),
+        why=why,
     )
+
+
+def _ineligible(campaign_id: UUID, failure: tuple[SuppressionReason, str] | None) -> Candidate:
+    assert failure is not None, "every survivor was scored"
+    return Candidate(campaign_id=campaign_id, eligible=False, reason=failure[0],
+                     detail=failure[1])
 
 
 class _Situation(msgspec.Struct, frozen=True):
@@ -337,7 +410,9 @@ def _suppression(
         reason, detail = failure
         return Suppression(campaign_id=campaign.id, reason=reason, detail=detail)
     assert chosen is not None, "a survivor is suppressed only when another one was chosen"
-    detail = f"campaign {chosen.id} ({chosen.name!r}) was chosen instead"
+    how = "a higher priority" if chosen.priority > campaign.priority else \
+        "a higher drawn expected value"
+    detail = f"campaign {chosen.id} ({chosen.name!r}) was chosen instead, by {how}"
     return Suppression(campaign_id=campaign.id, reason="outranked", detail=detail)
 
 
