@@ -14,6 +14,7 @@ from uuid import UUID, uuid4
 import asyncpg
 import msgspec
 
+from campaigns.arbitrate import OPENED_WEIGHT, Outcomes
 from campaigns.model import Campaign, CampaignSpec, CampaignStatus, Policy, QuietHours
 from geo import store as geo_store
 from geo.errors import Conflict, InvalidField, NotFound
@@ -56,6 +57,18 @@ WHERE EXISTS (SELECT 1 FROM jsonb_array_elements_text(spec->'trigger'->'store_id
               WHERE g::uuid = any($2::uuid[]))
 ORDER BY id
 """
+# Arbitration's evidence: sent deliveries whose outcome is known — redeemed, dismissed, or past
+# their expiry — per campaign and learning bucket. A redemption is a conversion; an open without
+# one counts as $3 of a conversion (`campaigns/arbitrate.py` says why).
+OUTCOMES = """
+SELECT campaign_id, why -> 'context' ->> 'bucket' AS bucket, count(*)::float8 AS trials,
+       (count(redeemed_at) + $3 * count(opened_at) FILTER (WHERE redeemed_at IS NULL))::float8
+           AS conversions
+FROM deliveries
+WHERE campaign_id = any($1::uuid[]) AND why IS NOT NULL AND status = 'sent'
+  AND (redeemed_at IS NOT NULL OR dismissed_at IS NOT NULL OR expires_at <= $2)
+GROUP BY 1, 2
+"""
 SELECT_POLICY = """
 SELECT max_per_device_per_day, min_seconds_between_pushes, quiet_from, quiet_to FROM policy
 """
@@ -64,6 +77,15 @@ UPDATE_POLICY = """
 UPDATE policy SET max_per_device_per_day = $1, min_seconds_between_pushes = $2,
     quiet_from = $3, quiet_to = $4, updated_at = $5
 """
+
+
+async def outcomes(conn: Connection, campaign_ids: Sequence[UUID],
+                   now: datetime) -> dict[tuple[UUID, str], Outcomes]:
+    if not campaign_ids:
+        return {}
+    rows = await conn.fetch(OUTCOMES, campaign_ids, now, OPENED_WEIGHT)
+    return {(r["campaign_id"], r["bucket"]): Outcomes(r["trials"], r["conversions"])
+            for r in rows}
 
 
 def _campaign(row: asyncpg.Record) -> Campaign:
