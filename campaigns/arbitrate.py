@@ -63,6 +63,9 @@ class Outcomes(msgspec.Struct, frozen=True):
         return Outcomes(self.trials + other.trials, self.conversions + other.conversions)
 
 
+_NOTHING = Outcomes()
+
+
 class Evidence(msgspec.Struct, frozen=True):
     """What the learner knows: outcomes per (campaign, bucket), and per campaign overall."""
 
@@ -138,23 +141,26 @@ def seed_of(device_id: UUID, moment_key: str) -> int:
 def posterior(evidence: Evidence, campaign_id: UUID,
               bucket: str) -> tuple[float, float, float, float]:
     """(alpha_c, beta_c, conversions_b, failures_b) of the two-level posterior."""
-    total = evidence.totals.get(campaign_id, Outcomes())
-    cell = evidence.cells.get((campaign_id, bucket), Outcomes())
+    total = evidence.totals.get(campaign_id, _NOTHING)
+    cell = evidence.cells.get((campaign_id, bucket), _NOTHING)
     return (1.0 + total.conversions, 1.0 + total.trials - total.conversions,
             cell.conversions, cell.trials - cell.conversions)
 
 
 def mean_rate(evidence: Evidence, campaign_id: UUID, bucket: str) -> float:
     """The posterior mean of P(conversion) for the campaign in this bucket."""
-    alpha_c, beta_c, wins, losses = posterior(evidence, campaign_id, bucket)
+    return _mean(posterior(evidence, campaign_id, bucket))
+
+
+def _mean(params: tuple[float, float, float, float]) -> float:
+    alpha_c, beta_c, wins, losses = params
     overall = alpha_c / (alpha_c + beta_c)
     return (SHRINK * overall + wins) / (SHRINK + wins + losses)
 
 
-def draw_rate(evidence: Evidence, campaign_id: UUID, bucket: str,
-              rng: np.random.Generator) -> float:
+def draw_rate(params: tuple[float, float, float, float], rng: np.random.Generator) -> float:
     """One Thompson draw of P(conversion): the campaign's rate, then the bucket's around it."""
-    alpha_c, beta_c, wins, losses = posterior(evidence, campaign_id, bucket)
+    alpha_c, beta_c, wins, losses = params
     overall = float(rng.beta(alpha_c, beta_c))
     # Beta needs positive parameters; a draw of exactly 0 or 1 is clipped a hair inside.
     overall = min(max(overall, 1e-9), 1 - 1e-9)
@@ -166,46 +172,45 @@ def arbitrate(survivors: Sequence[Campaign], context: MomentContext | None, evid
     """Choose among campaigns that passed every rule: top priority, then the best drawn EV.
 
     `tie_rank` orders exact ties (equal draws, e.g. two campaigns worth 0) as decide.py always
-    did: latest activation, then creation, then id."""
+    did: latest activation, then creation, then id. This runs on the ping path, once per moment
+    with survivors: the generator is made only when there is something to draw."""
     if not survivors:
         return Arbitration(chosen=None, rule=None, bucket=bucket_of_none(context), scored={})
-    buckets = {c.id: bucket_of(c, context) for c in survivors}
     top = max(c.priority for c in survivors)
-    contenders = sorted((c for c in survivors if c.priority == top), key=tie_rank)
-    rng = np.random.default_rng(seed)
-    scored: dict[UUID, Candidate] = {}
-    scores: dict[UUID, float] = {}
     # Every contender draws, in a stable order, so the draws replay whatever wins.
+    contenders = sorted((c for c in survivors if c.priority == top), key=tie_rank)
+    rng = np.random.default_rng(seed) if len(contenders) > 1 else None
+    scored: dict[UUID, Candidate] = {}
+    best: tuple[float, Any] | None = None
+    chosen, chosen_bucket = contenders[0], ""
     for c in contenders:
-        p = draw_rate(evidence, c.id, buckets[c.id], rng) if len(contenders) > 1 else None
-        scores[c.id] = 0.0 if p is None else p * c.value
-        scored[c.id] = Candidate(
-            campaign_id=c.id, eligible=True,
-            p_conversion=round(mean_rate(evidence, c.id, buckets[c.id]), 6), value=c.value,
-            score=None if p is None else round(scores[c.id], 6))
-    chosen = max(contenders, key=lambda c: (scores[c.id], tie_rank(c)))
-    rule: Decider
-    if len(survivors) == 1:
-        rule = "only candidate"
-    elif len(contenders) == 1:
-        rule = "priority"
-    else:
-        rule = "expected value draw"
+        bucket = bucket_of(c, context)
+        params = posterior(evidence, c.id, bucket)
+        score = None if rng is None else draw_rate(params, rng) * c.value
+        scored[c.id] = Candidate(campaign_id=c.id, eligible=True,
+                                 p_conversion=round(_mean(params), 6), value=c.value,
+                                 score=None if score is None else round(score, 6))
+        key = (score or 0.0, tie_rank(c))
+        if best is None or key > best:
+            best, chosen, chosen_bucket = key, c, bucket
+    rule: Decider = "only candidate" if len(survivors) == 1 else \
+        "priority" if len(contenders) == 1 else "expected value draw"
+    winning = scored[chosen.id].score
+    for c in contenders:
+        if c is not chosen:
+            scored[c.id] = msgspec.structs.replace(
+                scored[c.id], reason="outranked",
+                detail=f"its drawn expected value {scored[c.id].score} is below {winning}")
     for c in survivors:
         if c.priority != top:
             scored[c.id] = Candidate(
                 campaign_id=c.id, eligible=True, reason="outranked",
                 detail=f"priority {c.priority} is below {top}",
-                p_conversion=round(mean_rate(evidence, c.id, buckets[c.id]), 6), value=c.value)
-        elif c is not chosen:
-            scored[c.id] = msgspec.structs.replace(
-                scored[c.id], reason="outranked",
-                detail=f"its drawn expected value {scored[c.id].score} is below "
-                       f"{scored[chosen.id].score}")
-    return Arbitration(chosen=chosen, rule=rule, bucket=buckets[chosen.id], scored=scored)
+                p_conversion=round(mean_rate(evidence, c.id, bucket_of(c, context)), 6),
+                value=c.value)
+    return Arbitration(chosen=chosen, rule=rule, bucket=chosen_bucket, scored=scored)
 
 
 def bucket_of_none(context: MomentContext | None) -> str:
     micromoment = "unknown" if context is None else (context.micromoment or "none")
     return f"{micromoment}|{tier_of(context)}|unknown"
-
