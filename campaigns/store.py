@@ -62,8 +62,8 @@ ORDER BY id
 # one counts as $3 of a conversion (`campaigns/arbitrate.py` says why).
 OUTCOMES = """
 SELECT campaign_id, why -> 'context' ->> 'bucket' AS bucket, count(*)::float8 AS trials,
-       (count(redeemed_at) + $3 * count(opened_at) FILTER (WHERE redeemed_at IS NULL))::float8
-           AS conversions
+       count(redeemed_at)
+           + $3::float8 * count(opened_at) FILTER (WHERE redeemed_at IS NULL) AS conversions
 FROM deliveries
 WHERE campaign_id = any($1::uuid[]) AND why IS NOT NULL AND status = 'sent'
   AND (redeemed_at IS NOT NULL OR dismissed_at IS NOT NULL OR expires_at <= $2)
