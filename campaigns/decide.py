@@ -51,9 +51,10 @@ from zoneinfo import ZoneInfo
 
 import msgspec
 
-from campaigns.arbitrate import Candidate, Decider, Evidence, arbitrate, seed_of
+from campaigns.arbitrate import Evidence, arbitrate, seed_of
 from campaigns.audience import audience_failure
 from campaigns.model import Campaign, Daypart, Policy, QuietHours, Trigger, minutes_of
+from campaigns.why import Why, explain
 from customers.context import MomentContext
 
 MomentKind = Literal["enter", "dwell", "exit", "predicted_next"]
@@ -120,37 +121,6 @@ class Suppression(msgspec.Struct, kw_only=True, frozen=True):
     campaign_id: UUID
     reason: SuppressionReason
     detail: str
-
-
-class WhyMoment(msgspec.Struct, kw_only=True, frozen=True, omit_defaults=True):
-    key: str
-    kind: MomentKind
-    fence_id: UUID | None
-    store_id: UUID
-    occurred_at: datetime
-    probability: float | None = None
-
-
-class WhyChosen(msgspec.Struct, kw_only=True, frozen=True):
-    campaign_id: UUID
-    rule: Decider  # "only candidate", "priority" or "expected value draw"
-    seed: int  # the draw's seed: the same evidence and seed replay the same draw
-
-
-class WhyContext(msgspec.Struct, kw_only=True, frozen=True):
-    micromoment: str | None
-    tier: str  # "unknown" until the customer context has a value tier
-    p_buy: float | None
-    bucket: str  # the chosen campaign's learning bucket: micromoment|tier|intent band
-
-
-class Why(msgspec.Struct, kw_only=True, frozen=True):
-    """Why a delivery won: every matched campaign, the rule or draw that decided, the context."""
-
-    moment: WhyMoment
-    candidates: list[Candidate]
-    chosen: WhyChosen
-    context: WhyContext
 
 
 class Decision(msgspec.Struct, kw_only=True, frozen=True):
@@ -221,24 +191,7 @@ def decide(
     suppressions = tuple(
         _suppression(c, failures[c.id], chosen) for c in matched if c is not chosen
     )
-    why = None
-    if chosen is not None and arbitration.rule is not None:
-        candidates = [
-            arbitration.scored.get(c.id) or _ineligible(c.id, failures[c.id]) for c in matched
-        ]
-        context = moment.context
-        why = Why(
-            moment=WhyMoment(key=key, kind=moment.kind, fence_id=moment.fence_id,
-                             store_id=moment.store_id, occurred_at=moment.occurred_at,
-                             probability=moment.probability),
-            candidates=candidates,
-            chosen=WhyChosen(campaign_id=chosen.id, rule=arbitration.rule, seed=seed),
-            context=WhyContext(
-                micromoment=None if context is None else context.micromoment,
-                tier=arbitration.bucket.split("|")[1],
-                p_buy=None if context is None else round(context.p_buy, 6),
-                bucket=arbitration.bucket),
-        )
+    why = None if chosen is None else explain(moment, key, matched, failures, arbitration, seed)
     return Decision(
         moment=moment,
         chosen=chosen,
@@ -247,12 +200,6 @@ def decide(
         matched=tuple(c.id for c in matched),
         why=why,
     )
-
-
-def _ineligible(campaign_id: UUID, failure: tuple[SuppressionReason, str] | None) -> Candidate:
-    assert failure is not None, "every survivor was scored"
-    return Candidate(campaign_id=campaign_id, eligible=False, reason=failure[0],
-                     detail=failure[1])
 
 
 class _Situation(msgspec.Struct, frozen=True):

@@ -12,7 +12,7 @@ from uuid import UUID
 
 import msgspec
 
-from campaigns.decide import Why
+from campaigns.why import Why
 from customers.context import MomentEvidence
 from geo.errors import Conflict, NotFound
 from geo.store import After, Connection

@@ -11,8 +11,8 @@ from litestar.datastructures import State
 
 from app.auth import Principal, admits
 from campaigns import reports
-from campaigns.decide import Why
 from campaigns.reports import FeedbackIn, FeedbackRecorded
+from campaigns.why import Why
 
 
 class DeliveryController(Controller):
