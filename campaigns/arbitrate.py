@@ -20,9 +20,10 @@ posterior, so it sometimes draws high and gets tried, and it keeps winning a sha
 until the evidence says it is worse. No eligible campaign starves, and the better one takes over
 as the evidence grows.
 
-A conversion is a redemption; an opened offer that was never redeemed counts as
-`OPENED_WEIGHT` of one (weaker evidence that the offer interested the person). A delivery is
-evidence once it is resolved: redeemed, dismissed, or past its expiry (the shell counts them).
+A conversion is a redemption, or a purchase by the device within the offer's life at its store
+(or naming none); an opened offer that did not convert counts as `OPENED_WEIGHT` of one (weaker
+evidence that the offer interested the person). A delivery is evidence once it is resolved:
+converted, dismissed, or past its expiry (the shell counts them: `campaigns/store.py` OUTCOMES).
 
 Deterministic: the draw takes a generator seeded from the device and the moment (`seed_of`), so
 the same moment with the same evidence always decides the same way and `why` can be replayed.

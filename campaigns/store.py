@@ -57,16 +57,30 @@ WHERE EXISTS (SELECT 1 FROM jsonb_array_elements_text(spec->'trigger'->'store_id
               WHERE g::uuid = any($2::uuid[]))
 ORDER BY id
 """
-# Arbitration's evidence: sent deliveries whose outcome is known — redeemed, dismissed, or past
-# their expiry — per campaign and learning bucket. A redemption is a conversion; an open without
-# one counts as $3 of a conversion (`campaigns/arbitrate.py` says why).
+# Arbitration's evidence: sent deliveries whose outcome is known, per campaign and learning
+# bucket. A conversion is a redemption, or a `purchase` signal of the device within the offer's
+# life (moment to expiry, none later than now) at the delivery's store or naming no store; an open
+# without a conversion counts as $3 of one (`campaigns/arbitrate.py` says why). A delivery is
+# known once converted, dismissed, or past its expiry.
 OUTCOMES = """
-SELECT campaign_id, why -> 'context' ->> 'bucket' AS bucket, count(*)::float8 AS trials,
-       count(redeemed_at)
-           + $3::float8 * count(opened_at) FILTER (WHERE redeemed_at IS NULL) AS conversions
-FROM deliveries
-WHERE campaign_id = any($1::uuid[]) AND why IS NOT NULL AND status = 'sent'
-  AND (redeemed_at IS NOT NULL OR dismissed_at IS NOT NULL OR expires_at <= $2)
+SELECT campaign_id, bucket, count(*)::float8 AS trials,
+       count(*) FILTER (WHERE converted)
+           + $3::float8 * count(*) FILTER (WHERE opened AND NOT converted) AS conversions
+FROM (
+    SELECT d.campaign_id, d.why -> 'context' ->> 'bucket' AS bucket,
+           d.redeemed_at IS NOT NULL OR coalesce(p.bought, false) AS converted,
+           d.opened_at IS NOT NULL AS opened,
+           d.dismissed_at IS NOT NULL OR d.expires_at <= $2 AS closed
+    FROM deliveries d
+    LEFT JOIN LATERAL (
+        SELECT true AS bought FROM signals s
+        WHERE s.device_id = d.device_id AND s.kind = 'purchase'
+          AND s.ts >= d.moment_at AND s.ts < d.expires_at AND s.ts <= $2
+          AND coalesce(s.attributes ->> 'store_id', d.store_id::text) = d.store_id::text
+        LIMIT 1) p ON true
+    WHERE d.campaign_id = any($1::uuid[]) AND d.why IS NOT NULL AND d.status = 'sent'
+) t
+WHERE converted OR closed
 GROUP BY 1, 2
 """
 SELECT_POLICY = """

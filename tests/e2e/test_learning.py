@@ -4,7 +4,7 @@ process re-reads it (never per moment)."""
 from __future__ import annotations
 
 from datetime import datetime, timedelta
-from uuid import UUID
+from uuid import UUID, uuid4
 
 import asyncpg
 
@@ -16,16 +16,21 @@ from tests.clock import CLOCK
 from tests.e2e.conftest import World
 
 
-async def four_deliveries(world: World) -> tuple[str, list[UUID], str]:
+async def four_deliveries(world: World, tokens: list[str] | None = None,
+                          ) -> tuple[str, list[UUID], str]:
     """One campaign, four devices walked in: four deliveries with their why; returns the
-    campaign, the delivery ids and their bucket."""
+    campaign, the delivery ids and their bucket (and fills `tokens`, in the same order)."""
     campaign = await world.campaign(name="learn me")
+    by_device = {}
     for _ in range(4):
-        _, token = await world.device()
+        device, token = await world.device()
+        by_device[device] = token
         await world.walk_in(token)
-    rows = await world.sql("SELECT id, why -> 'context' ->> 'bucket' AS bucket FROM deliveries "
-                           "ORDER BY created_at, id")
+    rows = await world.sql("SELECT id, device_id::text, why -> 'context' ->> 'bucket' AS bucket "
+                           "FROM deliveries ORDER BY created_at, id")
     assert len(rows) == 4 and len({r["bucket"] for r in rows}) == 1
+    if tokens is not None:
+        tokens.extend(by_device[r["device_id"]] for r in rows)
     return campaign["id"], [r["id"] for r in rows], rows[0]["bucket"]
 
 
@@ -57,6 +62,36 @@ async def test_outcomes_count_redeemed_as_one_opened_as_a_quarter_and_pending_no
         assert await campaign_store.outcomes(conn, [UUID(campaign)], after_expiry) == {
             key: Outcomes(trials=4.0, conversions=1.25)}
         assert await campaign_store.outcomes(conn, [], now) == {}
+    finally:
+        await conn.close()
+
+
+async def test_a_purchase_at_the_store_within_the_offers_life_is_a_conversion(
+    quiet_world: World,
+) -> None:
+    tokens: list[str] = []
+    campaign, _, bucket = await four_deliveries(quiet_world, tokens)
+    now = CLOCK()
+    await quiet_world.sql("UPDATE deliveries SET status = 'sent', "
+                          "expires_at = $1::timestamptz + interval '15 minutes'", now)
+    here, elsewhere = quiet_world.store_id, str(uuid4())
+    for token, store, minutes_ago in [(tokens[0], here, 0.1), (tokens[1], elsewhere, 0.1),
+                                      (tokens[2], None, 0.1), (tokens[3], here, 10)]:
+        attributes = {"amount": "12.50"} | ({"store_id": store} if store else {})
+        answer = await quiet_world.api.ok("POST", "/v1/signals", token, expect=202, json={
+            "signals": [{"kind": "purchase", "attributes": attributes,
+                         "ts": (now - timedelta(minutes=minutes_ago)).isoformat()}]})
+        assert answer["rejected"] == [], answer
+    conn = await connect(quiet_world)
+    try:
+        key = (UUID(campaign), bucket)
+        # Here and with no store named: converted (and so known before expiry); at another
+        # store, or before the moment: not, and known only once the offer expired.
+        assert await campaign_store.outcomes(conn, [UUID(campaign)], now) == {
+            key: Outcomes(trials=2.0, conversions=2.0)}
+        assert await campaign_store.outcomes(
+            conn, [UUID(campaign)], now + timedelta(minutes=15)) == {
+            key: Outcomes(trials=4.0, conversions=2.0)}
     finally:
         await conn.close()
 
