@@ -3,8 +3,9 @@ deliveries per (campaign, learning bucket), read from the deliveries table.
 
 One rule: the ping path never pays a query per moment. A batch with moments to decide asks for
 the evidence; it is re-read (one aggregate query, in the batch's transaction) only when the active
-campaigns changed, when this process recorded feedback at least `MIN_REFRESH` ago, or when the
-copy is `MAX_AGE` old (feedback recorded by other processes); otherwise the copy in memory serves.
+campaigns changed, when this process recorded feedback or a purchase and the copy is at least
+`MIN_REFRESH` old, or when it is `MAX_AGE` old (what other processes recorded); otherwise the
+copy in memory serves.
 Staleness costs a little learning speed, never a rule: arbitration only ranks survivors.
 """
 
@@ -32,7 +33,8 @@ class Learner:
     feedback_pending: bool = False
 
     def learned(self) -> None:
-        """Feedback was recorded in this process: the next batch may re-read the evidence."""
+        """Feedback or a purchase was recorded in this process: the next batch may re-read the
+        evidence."""
         self.feedback_pending = True
 
     async def current(self, conn: Connection, campaigns: Sequence[Campaign],
