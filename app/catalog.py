@@ -26,6 +26,7 @@ from uuid import UUID
 import asyncpg
 
 from app.db import init_connection
+from app.learning import Learner
 from app.tasks import running
 from campaigns import store as campaign_store
 from campaigns.model import Campaign, Policy
@@ -123,6 +124,8 @@ class Catalog:
     policy: Policy = field(default_factory=Policy)
     fence_version: int = -1
     campaign_version: int = -1
+    # What earlier deliveries taught arbitration (refreshed by the ping path, see app/learning.py)
+    learner: Learner = field(default_factory=Learner)
     _lock: asyncio.Lock = field(default_factory=asyncio.Lock)
     # Every fence the replica holds (disabled ones too) and the row version it was read at.
     _fences: dict[UUID, IndexedFence] = field(default_factory=dict)

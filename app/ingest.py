@@ -20,6 +20,7 @@ from app.context import with_context
 from app.intent import IntentModel
 from app.prediction import Predictor, recent_visits
 from campaigns import outbox
+from campaigns.arbitrate import Evidence
 from campaigns.decide import DeviceContext, Moment, PastPush, decide
 from campaigns.devices import Device
 from customers.context import MomentEvidence
@@ -143,7 +144,9 @@ async def ingest_pings(conn: Connection, catalog: Catalog, predictor: Predictor,
                                             device.id, moments, fixes, now))
     elif view.campaigns:
         contexted.extend((m, None) for m in moments)
-    queued = await decide_moments(conn, view, device, contexted, now)
+    evidence = await catalog.learner.current(conn, view.campaigns, now) \
+        if view.campaigns and contexted else None
+    queued = await decide_moments(conn, view, device, contexted, now, evidence)
     return BatchOutcome(events, queued, visits)
 
 
@@ -252,9 +255,10 @@ def moments_of(catalog: CatalogView, events: Sequence[GeoEvent]) -> list[Moment]
 
 async def decide_moments(conn: Connection, catalog: CatalogView, device: Device,
                          moments: Sequence[tuple[Moment, MomentEvidence | None]],
-                         now: datetime) -> int:
+                         now: datetime, learned: Evidence | None = None) -> int:
     """Decide every moment in time order and queue the winners, each delivery keeping its
-    moment's evidence; return how many were queued."""
+    moment's evidence and why it won; `learned` is arbitration's evidence. Return how many
+    were queued."""
     campaigns = catalog.campaigns
     if not campaigns or not moments:
         return 0
@@ -263,7 +267,7 @@ async def decide_moments(conn: Connection, catalog: CatalogView, device: Device,
     context = device_context(device)
     queued = 0
     for moment, evidence in sorted(moments, key=lambda m: m[0].occurred_at):
-        decision = decide(moment, context, campaigns, catalog.policy, past, now)
+        decision = decide(moment, context, campaigns, catalog.policy, past, now, learned)
         push = await outbox.record(conn, decision, now, evidence)
         if push is not None:
             past.append(push)

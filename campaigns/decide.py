@@ -30,9 +30,11 @@ is the campaign's one reason:
                  held-out device counts only when it would otherwise have received the offer
 
 The device-wide rules (consent, quiet_hours, policy) are evaluated once per moment but recorded
-per campaign, so each campaign's stats say why it did not go out. Survivors compete: the highest
-`priority` wins; ties go to the latest `activated_at`, then the latest `created_at`, then the
-greater id (arbitrary, but stable). The other survivors are suppressed as `outranked`.
+per campaign, so each campaign's stats say why it did not go out. Survivors — and only
+survivors — compete (`campaigns/arbitrate.py`): the highest `priority` wins outright; within it,
+the best Thompson-drawn expected value (learned P(conversion) × `value`); exact ties go to the
+latest `activated_at`, then the latest `created_at`, then the greater id (arbitrary, but stable).
+The other survivors are suppressed as `outranked`. The decision carries its `Why`.
 
 Windows are half-open: a push exactly N seconds old no longer counts against an N-second window,
 and a time exactly at a window's end (daypart `to`, quiet hours `to`, `ends_at`) is outside it.
@@ -49,8 +51,10 @@ from zoneinfo import ZoneInfo
 
 import msgspec
 
+from campaigns.arbitrate import Evidence, arbitrate, seed_of
 from campaigns.audience import audience_failure
 from campaigns.model import Campaign, Daypart, Policy, QuietHours, Trigger, minutes_of
+from campaigns.why import Why, explain
 from customers.context import MomentContext
 
 MomentKind = Literal["enter", "dwell", "exit", "predicted_next"]
@@ -125,6 +129,13 @@ class Decision(msgspec.Struct, kw_only=True, frozen=True):
     expires_at: datetime | None
     suppressions: tuple[Suppression, ...]
     matched: tuple[UUID, ...]
+    why: Why | None = None  # set when a campaign was chosen
+
+
+def moment_key(moment: Moment) -> str:
+    """The moment's identity for its device: a delivery is unique per (campaign, device, key)."""
+    place = moment.fence_id if moment.fence_id is not None else moment.store_id
+    return f"{moment.kind}:{place}:{moment.occurred_at.isoformat()}"
 
 
 def matches(trigger: Trigger, moment: Moment) -> bool:
@@ -159,8 +170,12 @@ def decide(
     policy: Policy,
     history: Sequence[PastPush],
     now: datetime,
+    evidence: Evidence | None = None,
 ) -> Decision:
-    """Choose at most one campaign for the moment and record why each other matched one is not."""
+    """Choose at most one campaign for the moment and record why each other matched one is not.
+
+    `evidence`: what earlier deliveries' outcomes taught arbitration (none: every campaign at
+    its prior)."""
     if now.tzinfo is None:
         raise ValueError("now needs a UTC offset")
     if device.device_id != moment.device_id:
@@ -169,16 +184,21 @@ def decide(
     matched = [c for c in campaigns if c.status == "active" and matches(c.trigger, moment)]
     failures = {c.id: _first_failure(c, situation) for c in matched}
     survivors = [c for c in matched if failures[c.id] is None]
-    chosen = max(survivors, key=_rank, default=None)
+    key = moment_key(moment)
+    seed = seed_of(moment.device_id, key)
+    arbitration = arbitrate(survivors, moment.context, evidence or Evidence(), seed, _rank)
+    chosen = arbitration.chosen
     suppressions = tuple(
         _suppression(c, failures[c.id], chosen) for c in matched if c is not chosen
     )
+    why = None if chosen is None else explain(moment, key, matched, failures, arbitration, seed)
     return Decision(
         moment=moment,
         chosen=chosen,
         expires_at=None if chosen is None else _expiry(chosen, moment),
         suppressions=suppressions,
         matched=tuple(c.id for c in matched),
+        why=why,
     )
 
 
@@ -337,7 +357,9 @@ def _suppression(
         reason, detail = failure
         return Suppression(campaign_id=campaign.id, reason=reason, detail=detail)
     assert chosen is not None, "a survivor is suppressed only when another one was chosen"
-    detail = f"campaign {chosen.id} ({chosen.name!r}) was chosen instead"
+    how = "a higher priority" if chosen.priority > campaign.priority else \
+        "a higher drawn expected value"
+    detail = f"campaign {chosen.id} ({chosen.name!r}) was chosen instead, by {how}"
     return Suppression(campaign_id=campaign.id, reason="outranked", detail=detail)
 
 

@@ -136,7 +136,7 @@ DEVICE_HELD: dict[str, str] = {
     "deliveries": """SELECT id, campaign_id, trigger_kind, fence_id, store_id, moment_at,
                             expires_at, status, error_code, fcm_message_name,
                             predicted_store_id, probability, created_at, sent_at, opened_at,
-                            dismissed_at, redeemed_at
+                            dismissed_at, redeemed_at, why
                      FROM deliveries WHERE device_id = $1 ORDER BY created_at, id""",
     "suppressions": """SELECT campaign_id, reason, detail, created_at FROM suppressions
                        WHERE device_id = $1 ORDER BY created_at""",

@@ -28,6 +28,12 @@ OfferTtl = Annotated[int, Meta(ge=60, le=86_400)]
 HoldoutPercent = Annotated[float, Meta(ge=0.0, le=50.0)]
 PositiveSeconds = Annotated[int, Meta(ge=1, le=31_536_000)]
 CapCount = Annotated[int, Meta(ge=1, le=10_000)]
+# What one conversion of the offer is worth, in the retailer's own unit (money, margin, points):
+# arbitration multiplies it by the learned P(conversion). Finite and ≥ 0 (JSON has no NaN or
+# infinity, and the upper bound refuses an overflowing 1e400).
+ConversionValue = Annotated[float, Meta(
+    ge=0.0, le=1e9, description="what one conversion is worth, for arbitration (default 1.0)")]
+DEFAULT_VALUE = 1.0
 
 FCM_PAYLOAD_LIMIT_BYTES = 4096
 _URL = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*://\S+$")
@@ -195,6 +201,7 @@ class CampaignSpec(msgspec.Struct, kw_only=True, forbid_unknown_fields=True, fro
     holdout_percent: HoldoutPercent = 0.0
     status: CampaignStatus = "draft"
     audience: Audience | None = None
+    value: ConversionValue = DEFAULT_VALUE
 
 
 class Campaign(msgspec.Struct, kw_only=True, frozen=True):
@@ -214,6 +221,7 @@ class Campaign(msgspec.Struct, kw_only=True, frozen=True):
     updated_at: datetime
     activated_at: datetime | None = None
     audience: Audience | None = None
+    value: float = DEFAULT_VALUE
 
 
 class QuietHours(msgspec.Struct, kw_only=True, forbid_unknown_fields=True, frozen=True):

@@ -14,6 +14,7 @@ from uuid import UUID, uuid4
 
 import msgspec
 
+from campaigns import decide
 from campaigns.decide import Decision, PastPush
 from campaigns.model import Campaign
 from customers.context import MomentEvidence
@@ -30,8 +31,8 @@ ORDER BY created_at
 INSERT_DELIVERY = """
 INSERT INTO deliveries (id, campaign_id, device_id, moment_key, trigger_kind, fence_id, store_id,
                         moment_at, expires_at, predicted_store_id, probability, created_at,
-                        next_attempt_at, context)
-VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $12, $13)
+                        next_attempt_at, context, why)
+VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $12, $13, $14)
 ON CONFLICT (campaign_id, device_id, moment_key) DO NOTHING
 RETURNING id
 """
@@ -60,9 +61,7 @@ async def history(conn: Connection, device_id: UUID, since: datetime) -> list[Pa
 
 
 def moment_key(decision: Decision) -> str:
-    m = decision.moment
-    place = m.fence_id if m.fence_id is not None else m.store_id
-    return f"{m.kind}:{place}:{m.occurred_at.isoformat()}"
+    return decide.moment_key(decision.moment)
 
 
 async def record(conn: Connection, decision: Decision, now: datetime,
@@ -85,6 +84,7 @@ async def record(conn: Connection, decision: Decision, now: datetime,
         INSERT_DELIVERY, uuid4(), chosen.id, m.device_id, key, m.kind, m.fence_id, m.store_id,
         m.occurred_at, decision.expires_at, predicted, m.probability, now,
         None if evidence is None else msgspec.to_builtins(evidence),
+        None if decision.why is None else msgspec.to_builtins(decision.why),
     )
     if inserted is None:
         return None

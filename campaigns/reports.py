@@ -12,6 +12,7 @@ from uuid import UUID
 
 import msgspec
 
+from campaigns.why import Why
 from customers.context import MomentEvidence
 from geo.errors import Conflict, NotFound
 from geo.store import After, Connection
@@ -111,6 +112,7 @@ RECORD_FEEDBACK = {
     for kind in ("opened", "dismissed", "redeemed")
 }
 DELIVERY_OWNER = "SELECT device_id, status FROM deliveries WHERE id = $1"
+DELIVERY_WHY = "SELECT device_id, why FROM deliveries WHERE id = $1"
 
 
 async def list_deliveries(conn: Connection, campaign_id: UUID, status: str | None,
@@ -145,3 +147,15 @@ async def record_feedback(conn: Connection, device_id: UUID, delivery_id: UUID,
     done = await conn.fetchval(RECORD_FEEDBACK[feedback.kind], delivery_id, device_id,
                                feedback.ts)
     return FeedbackRecorded(delivery_id, feedback.kind, done is not None)
+
+
+async def why(conn: Connection, delivery_id: UUID, device_id: UUID | None) -> Why:
+    """Why the delivery won. `device_id`: the caller is that device, which sees only its own
+    deliveries (another's answers 404, exactly like an unknown id). A delivery decided before
+    contexto kept why (migration 0007) has none: 404 too."""
+    row = await conn.fetchrow(DELIVERY_WHY, delivery_id)
+    if row is None or (device_id is not None and row["device_id"] != device_id):
+        raise NotFound("delivery", delivery_id)
+    if row["why"] is None:
+        raise NotFound("why of delivery", delivery_id)
+    return msgspec.convert(row["why"], Why)

@@ -14,6 +14,7 @@ from uuid import UUID, uuid4
 import asyncpg
 import msgspec
 
+from campaigns.arbitrate import OPENED_WEIGHT, Outcomes
 from campaigns.model import Campaign, CampaignSpec, CampaignStatus, Policy, QuietHours
 from geo import store as geo_store
 from geo.errors import Conflict, InvalidField, NotFound
@@ -56,6 +57,32 @@ WHERE EXISTS (SELECT 1 FROM jsonb_array_elements_text(spec->'trigger'->'store_id
               WHERE g::uuid = any($2::uuid[]))
 ORDER BY id
 """
+# Arbitration's evidence: sent deliveries whose outcome is known, per campaign and learning
+# bucket. A conversion is a redemption, or a `purchase` signal of the device within the offer's
+# life (moment to expiry, none later than now) at the delivery's store or naming no store; an open
+# without a conversion counts as $3 of one (`campaigns/arbitrate.py` says why). A delivery is
+# known once converted, dismissed, or past its expiry.
+OUTCOMES = """
+SELECT campaign_id, bucket, count(*)::float8 AS trials,
+       count(*) FILTER (WHERE converted)
+           + $3::float8 * count(*) FILTER (WHERE opened AND NOT converted) AS conversions
+FROM (
+    SELECT d.campaign_id, d.why -> 'context' ->> 'bucket' AS bucket,
+           d.redeemed_at IS NOT NULL OR coalesce(p.bought, false) AS converted,
+           d.opened_at IS NOT NULL AS opened,
+           d.dismissed_at IS NOT NULL OR d.expires_at <= $2 AS closed
+    FROM deliveries d
+    LEFT JOIN LATERAL (
+        SELECT true AS bought FROM signals s
+        WHERE s.device_id = d.device_id AND s.kind = 'purchase'
+          AND s.ts >= d.moment_at AND s.ts < d.expires_at AND s.ts <= $2
+          AND coalesce(s.attributes ->> 'store_id', d.store_id::text) = d.store_id::text
+        LIMIT 1) p ON true
+    WHERE d.campaign_id = any($1::uuid[]) AND d.why IS NOT NULL AND d.status = 'sent'
+) t
+WHERE converted OR closed
+GROUP BY 1, 2
+"""
 SELECT_POLICY = """
 SELECT max_per_device_per_day, min_seconds_between_pushes, quiet_from, quiet_to FROM policy
 """
@@ -64,6 +91,15 @@ UPDATE_POLICY = """
 UPDATE policy SET max_per_device_per_day = $1, min_seconds_between_pushes = $2,
     quiet_from = $3, quiet_to = $4, updated_at = $5
 """
+
+
+async def outcomes(conn: Connection, campaign_ids: Sequence[UUID],
+                   now: datetime) -> dict[tuple[UUID, str], Outcomes]:
+    if not campaign_ids:
+        return {}
+    rows = await conn.fetch(OUTCOMES, campaign_ids, now, OPENED_WEIGHT)
+    return {(r["campaign_id"], r["bucket"]): Outcomes(r["trials"], r["conversions"])
+            for r in rows}
 
 
 def _campaign(row: asyncpg.Record) -> Campaign:

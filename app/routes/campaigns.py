@@ -23,6 +23,7 @@ from campaigns.model import (
     Campaign,
     CampaignSpec,
     Caps,
+    ConversionValue,
     HoldoutPercent,
     Offer,
     OfferTtl,
@@ -46,6 +47,7 @@ class CampaignPatch(msgspec.Struct, kw_only=True, forbid_unknown_fields=True, fr
     caps: Caps | UnsetType = UNSET
     holdout_percent: HoldoutPercent | UnsetType = UNSET
     audience: Audience | UnsetType | None = UNSET  # null removes the audience
+    value: ConversionValue | UnsetType = UNSET
 
 
 class CampaignController(Controller):

@@ -53,4 +53,6 @@ class PingController(Controller):
             await devices.get_device(conn, device_id)
             if records:
                 await geo_store.copy_signals(conn, records)
+        if any(s.kind == "purchase" for s in accepted):
+            state.catalog.learner.learned()  # a purchase may convert an offer: see app/learning.py
         return Accepted(len(records), rejected)

@@ -97,7 +97,7 @@ def nested_defaults(fields: Json) -> Json:
 def with_defaults(body: Json) -> Json:
     """The campaign as the service shows it: `body` with every field it left out defaulted."""
     top: Json = {"priority": 0, "caps": {}, "holdout_percent": 0.0, "status": "draft",
-                 "audience": None}
+                 "audience": None, "value": 1.0}
     return nested_defaults({**top, **body})
 
 
@@ -170,6 +170,9 @@ INVALID: list[Any] = [
     pytest.param(("holdout_percent",), 51, "holdout_percent",
                  id="a holdout of 51 percent names holdout_percent"),
     pytest.param(("priority",), 1001, "priority", id="a priority of 1001 names priority"),
+    pytest.param(("value",), -0.01, "value", id="a negative conversion value names value"),
+    pytest.param(("value",), 2e9, "value", id="a conversion value above 1e9 names value"),
+    pytest.param(("value",), "12", "value", id="a conversion value that is no number names value"),
     pytest.param(("audience", "micromoments"), ["buy", "wander"], "audience.micromoments[1]",
                  id="an unknown micromoment names its place in audience.micromoments"),
     pytest.param(("audience", "micromoments"), [], "audience.micromoments",
@@ -284,6 +287,8 @@ async def test_a_bad_status_filter_is_refused(api: Api) -> None:
     pytest.param({"audience": {"categories": ["Garden.Tools"], "min_intent": 0.0}},
                  id="an audience of categories alone keeps their case and a zero min_intent"),
     pytest.param({"audience": None}, id="a null audience removes it"),
+    pytest.param({"value": 12.5}, id="a new conversion value keeps everything else"),
+    pytest.param({"value": 0}, id="a conversion value of zero is allowed"),
 ])
 async def test_a_patch_changes_only_what_it_names(api: Api, places: Json, patch: Json) -> None:
     created = await api.ok("POST", "/v1/campaigns", json=full_campaign(places, unique("lunch")))
@@ -311,6 +316,8 @@ async def test_a_patch_changes_only_what_it_names(api: Api, places: Json, patch:
     pytest.param({"audience": {"micromoments": ["buy"], "min_intent": 2}},
                  "audience.min_intent", id="an audience with a minimum intent of 2 is refused"),
     pytest.param({"audience": {}}, "audience", id="an audience naming nothing is refused"),
+    pytest.param({"value": -1}, "value", id="a negative conversion value is refused"),
+    pytest.param({"value": None}, "value", id="a null conversion value is refused"),
 ])
 async def test_an_invalid_patch_is_refused_and_the_campaign_is_unchanged(
     api: Api, places: Json, patch: Json, field: str,

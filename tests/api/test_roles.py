@@ -161,6 +161,7 @@ def _route(label: str) -> Any:
             "POST /v1/deliveries/{id}/events": (
                 f"/v1/deliveries/{world.campaign_id}/events",
                 {"kind": "opened", "ts": now_iso()}),
+            "GET /v1/deliveries/{id}/why": (f"/v1/deliveries/{world.campaign_id}/why", None),
             "POST /v1/visits/import": ("/v1/visits/import",
                                        f"user_id,place_id,ts\nc1,{store},{now_iso()}\n"),
             "GET /v1/visits/model": ("/v1/visits/model", None),
@@ -213,6 +214,8 @@ MATRIX: list[tuple[str, tuple[int | None, ...]]] = [
     ("GET /v1/campaigns/{id}/stats",           (401, 401, 200, 200, 403, _, 403, 403)),
     # a device reporting on a delivery that is not its own: 404, like an unknown one
     ("POST /v1/deliveries/{id}/events",        (401, 401, 403, 403, 403, _, 403, 404)),
+    # staff may read any delivery's why, a device only its own (here: none exists, so 404)
+    ("GET /v1/deliveries/{id}/why",            (401, 401, 404, 404, 403, _, 403, 404)),
     ("POST /v1/visits/import",                 (401, 401, 201, 403, 403, _, 403, 403)),
     ("GET /v1/visits/model",                   (401, 401, 200, 403, 403, _, 403, 403)),
     ("GET /v1/policy",                         (401, 401, 200, 200, 403, _, 403, 403)),

@@ -96,7 +96,7 @@ async def seed(database_url: str, now: datetime,
                     await conn.execute(
                         outbox.INSERT_DELIVERY, delivery_id, campaign.id, device_id,
                         f"enter:{shop.id}:{moment.isoformat()}", "enter", None, shop.id, moment,
-                        now + lifetime, None, None, now, None)
+                        now + lifetime, None, None, now, None, None)
                     seeded.append(Seeded(delivery_id, token, now + lifetime, expected))
             return seeded
     finally:

@@ -161,6 +161,13 @@ def test_every_push_keeps_the_context_it_was_decided_in(demo_run: DemoRun) -> No
     assert all(p.evidence for p in result.pushes if p.micromoment is not None), output
 
 
+def test_every_push_says_how_it_won_its_moment(demo_run: DemoRun) -> None:
+    result, output = demo_run
+    assert all(p.why is not None and p.why["chosen"]["campaign_id"] == p.campaign_id
+               for p in result.pushes), output
+    assert output.count("↳ won by ") == len(result.pushes), output
+
+
 def test_audience_campaigns_push_only_in_their_micromoment_and_buy_and_go_both_happen(
         demo_run: DemoRun) -> None:
     result, output = demo_run

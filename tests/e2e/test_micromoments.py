@@ -212,3 +212,5 @@ async def test_the_export_holds_presence_events_visits_and_deliveries(world: Wor
         [d["campaign_id"] for d in export["deliveries"]],
         len(export["presence"]),
     ) == (["entered", "dwelled", "exited"], [world.store_id], [campaign["id"]], 1)
+    # and why each delivery went out, as GET /v1/deliveries/{id}/why shows it
+    assert [d["why"]["chosen"]["campaign_id"] for d in export["deliveries"]] == [campaign["id"]]

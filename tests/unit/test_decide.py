@@ -73,6 +73,7 @@ def campaign(
     created_at: datetime = CREATED,
     activated_at: datetime | None = ACTIVATED,
     id: UUID | None = None,
+    value: float = 1.0,
 ) -> Campaign:
     return Campaign(
         id=id or cid(name),
@@ -88,6 +89,7 @@ def campaign(
         created_at=created_at,
         updated_at=created_at,
         activated_at=activated_at,
+        value=value,
     )
 
 
@@ -532,34 +534,35 @@ CASES = [
         suppressed=suppressed("outranked", "low"),
     ),
     Case(
-        "equal priorities go to the most recently activated",
+        "equal priorities worth nothing (equal expected values) go to the most recently activated",
         campaigns=(
-            campaign("new", activated_at=datetime(2026, 3, 1, tzinfo=UTC)),
-            campaign("old", created_at=datetime(2026, 1, 31, tzinfo=UTC)),
+            campaign("new", value=0.0, activated_at=datetime(2026, 3, 1, tzinfo=UTC)),
+            campaign("old", value=0.0, created_at=datetime(2026, 1, 31, tzinfo=UTC)),
         ),
         chosen="new",
         suppressed=suppressed("outranked", "old"),
     ),
     Case(
-        "equal priorities and activations go to the most recently created",
+        "equal priorities, values of 0 and activations go to the most recently created",
         campaigns=(
-            campaign("older", created_at=datetime(2025, 12, 1, tzinfo=UTC)),
-            campaign("newer"),
+            campaign("older", value=0.0, created_at=datetime(2025, 12, 1, tzinfo=UTC)),
+            campaign("newer", value=0.0),
         ),
         chosen="newer",
         suppressed=suppressed("outranked", "older"),
     ),
     Case(
-        "a campaign never activated loses a tie to one that was",
-        campaigns=(campaign("unstamped", activated_at=None), campaign("stamped")),
+        "a campaign never activated loses an exact tie to one that was",
+        campaigns=(campaign("unstamped", value=0.0, activated_at=None),
+                   campaign("stamped", value=0.0)),
         chosen="stamped",
         suppressed=suppressed("outranked", "unstamped"),
     ),
     Case(
-        "a full tie goes to the greater id",
+        "a full tie of priority, value and stamps goes to the greater id",
         campaigns=(
-            campaign("x", id=UUID(int=1)),
-            campaign("y", id=UUID(int=2)),
+            campaign("x", value=0.0, id=UUID(int=1)),
+            campaign("y", value=0.0, id=UUID(int=2)),
         ),
         chosen="y",
         suppressed=suppressed("outranked", "x"),

@@ -5,6 +5,7 @@ a customer's context names its strongest, most specific category; an audience re
 
 from __future__ import annotations
 
+import dataclasses
 import re
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -127,3 +128,33 @@ def test_a_context_line_gives_micromoment_p_buy_model_and_strongest_category() -
 ])
 def test_an_audience_in_words(audience: dict[str, Any] | None, text: str) -> None:
     assert audience_text(audience) == text
+
+
+DRAWN = {"chosen": {"campaign_id": "c-1", "rule": "expected value draw", "seed": 7},
+         "candidates": [
+             {"campaign_id": "c-1", "eligible": True, "p_conversion": 0.5, "value": 2.0,
+              "score": 0.9},
+             {"campaign_id": "c-2", "eligible": True, "reason": "outranked",
+              "p_conversion": 0.1, "value": 1.0, "score": 0.12},
+             {"campaign_id": "c-3", "eligible": False, "reason": "cap"}],
+         "moment": {}, "context": {}}
+ONLY = {"chosen": {"campaign_id": "c-1", "rule": "only candidate", "seed": 7},
+        "candidates": [{"campaign_id": "c-1", "eligible": True, "p_conversion": 0.5,
+                        "value": 1.0}], "moment": {}, "context": {}}
+
+
+@pytest.mark.parametrize(("why", "line"), [
+    pytest.param(DRAWN, "↳ won by expected value draw (drawn score 0.900; mean p 0.500, value "
+                        "2) over basket: score 0.120; coffee: cap",
+                 id="a drawn push shows its score and each rival's score or the rule it failed"),
+    pytest.param(ONLY, "↳ won by only candidate",
+                 id="a push with no rival says it was the only candidate"),
+])
+def test_a_push_says_how_it_won_its_moment(why: dict[str, Any], line: str) -> None:
+    shown = dataclasses.replace(push(BUY), why=why,
+                                campaign_names={"c-2": "basket", "c-3": "coffee"})
+    assert push_lines(shown, None)[-1].strip() == line
+
+
+def test_a_push_without_why_prints_no_line_for_it() -> None:
+    assert len(push_lines(push(BUY), None)) == 2
