@@ -13,7 +13,8 @@ population, so the same purchases always give the same tiers:
                            low×medium), 2 → medium (the crossings high×low, low×high, and
                            medium×medium).
 
-Potential value = expected purchases in the horizon (BG/NBD, Fader, Hardie & Lee 2005) ×
+Potential value = expected purchases in the horizon (Pareto/NBD, Schmittlein, Morrison &
+Colombo 1987) ×
 expected spend per purchase (Gamma-Gamma, Fader & Hardie 2013), both on purchase days. The
 parameters are fitted elsewhere (`customers.value_fit`, by MAP); here they are only evaluated
 with their closed forms. A customer with no purchase gets the population's expectation (the
@@ -57,21 +58,23 @@ class History(msgspec.Struct, frozen=True):
 
 
 class Params(msgspec.Struct, frozen=True):
-    """Fitted BG/NBD (r, alpha, a, b) and Gamma-Gamma (p, q, v) parameters."""
+    """Fitted Pareto/NBD (r, alpha: purchase rates; s, beta: dropout rates) and Gamma-Gamma
+    (p, q, v: spend) parameters."""
 
     r: float
     alpha: float
-    a: float
-    b: float
+    s: float
+    beta: float
     p: float
     q: float
     v: float
     source: str  # "prior" or "fitted on N customers"
 
 
-# Fitted on CDNOW (23,570 customers, Jan 1997–Jun 1998) with pymc-marketing 0.19.2 by MAP: what
-# a shop's value model answers before it has enough repeat purchases of its own to fit.
-PRIOR = Params(r=0.249, alpha=32.852, a=0.739, b=2.179, p=5.086, q=3.995, v=21.254,
+# Fitted on all of CDNOW (23,570 customers, Jan 1997–Jun 1998) with pymc-marketing 0.19.2 by MAP
+# (`customers.value_fit.fit`): what a shop's value model answers before it has enough repeat
+# purchases of its own to fit.
+PRIOR = Params(r=0.588, alpha=89.431, s=0.286, beta=35.175, p=7.669, q=3.63, v=11.437,
                source="prior")
 
 
@@ -117,17 +120,37 @@ def history_of(by_day: Mapping[date, float], until: datetime) -> History:
 
 
 def expected_purchases(params: Params, h: History | None, days: float) -> float:
-    """BG/NBD: expected purchase days in the next `days` given the history (None: a newcomer,
-    the population's expectation for someone just arrived)."""
-    r, alpha, a, b = params.r, params.alpha, params.a, params.b
+    """Pareto/NBD: expected purchase days in the next `days` given the history (None: a
+    newcomer, the population's expectation for someone just arrived) — Fader, Hardie & Lee,
+    "A note on deriving the Pareto/NBD model" (2005), eq. 18 and 22, in logs so that a long
+    history does not overflow."""
+    r, alpha, s, beta = params.r, params.alpha, params.s, params.beta
     x, tx, age = (h.frequency, h.recency, h.age) if h is not None else (0, 0.0, 0.0)
-    z = days / (alpha + age + days)
-    hyp = float(hyp2f1(r + x, b + x, a + b + x - 1, z))
-    head = (a + b + x - 1) / (a - 1) * (1 - ((alpha + age) / (alpha + age + days)) ** (r + x) * hyp)
-    if x == 0:
-        return float(max(head, 0.0))
-    alive_odds = a / (b + x - 1) * ((alpha + age) / (alpha + tx)) ** (r + x)
-    return float(max(head / (1 + alive_odds), 0.0))
+    alive = alive_probability(params, x, tx, age)
+    scale = (r + x) * (beta + age) / ((alpha + age) * (s - 1))
+    return float(max(scale * (1 - ((beta + age) / (beta + age + days)) ** (s - 1)) * alive, 0.0))
+
+
+def alive_probability(params: Params, x: int, tx: float, age: float) -> float:
+    """P(the customer has not dropped out by `age` | x repeat days, the last at `tx`)."""
+    r, alpha, s, beta = params.r, params.alpha, params.s, params.beta
+    rsx = r + s + x
+    if alpha >= beta:
+        big, first, second = alpha, s + 1, beta
+    else:
+        big, first, second = beta, r + x, alpha
+
+    def term(t: float) -> float:
+        value = float(hyp2f1(rsx, first, rsx + 1, (big - second) / (big + t)))
+        return math.log(value) - rsx * math.log(big + t)
+
+    early, late = term(tx), term(age)
+    if late >= early:  # bought at the very end: nothing says they left
+        return 1.0
+    log_a0 = early + math.log1p(-math.exp(late - early))
+    log_odds = (math.log(s / rsx) + (r + x) * math.log(alpha + age) + s * math.log(beta + age)
+                + log_a0)
+    return 1.0 / (1.0 + math.exp(min(log_odds, 700.0)))
 
 
 def expected_spend(params: Params, h: History | None) -> float:
@@ -215,8 +238,8 @@ def value_matrix(params: Params, customers: Mapping[str, History]) -> ValueMatri
 
 
 def finite_params(params: Params) -> bool:
-    numbers = (params.r, params.alpha, params.a, params.b, params.p, params.q, params.v)
-    return all(math.isfinite(n) and n > 0 for n in numbers) and params.q > 1 and params.a != 1
+    numbers = (params.r, params.alpha, params.s, params.beta, params.p, params.q, params.v)
+    return all(math.isfinite(n) and n > 0 for n in numbers) and params.q > 1 and params.s != 1
 
 
 if __name__ == "__main__":

@@ -1,6 +1,6 @@
-"""Fitting the value matrix's buy-till-you-die models on a population's histories: BG/NBD for
-how many purchase days, Gamma-Gamma for their spend, both with pymc-marketing's CLV models fitted
-by MAP (a point estimate: seconds, where sampling would take minutes on this machine).
+"""Fitting the value matrix's buy-till-you-die models on a population's histories: Pareto/NBD
+for how many purchase days, Gamma-Gamma for their spend, both with pymc-marketing's CLV models
+fitted by MAP (a point estimate: seconds, where sampling would take minutes on this machine).
 
 One rule: a fit either returns finite parameters or raises `CannotFit`, and the caller keeps the
 parameters it had; pymc-marketing is imported only when there is something to fit, since its
@@ -28,14 +28,14 @@ class CannotFit(Exception):
 
 
 def fit(customers: Mapping[str, History]) -> Params:
-    """BG/NBD and Gamma-Gamma parameters fitted on `customers` by MAP."""
+    """Pareto/NBD and Gamma-Gamma parameters fitted on `customers` by MAP."""
     repeaters = {c: h for c, h in customers.items() if h.frequency > 0}
     spenders = [h for h in customers.values() if h.monetary > 0]
     if len(customers) < MIN_CUSTOMERS or len(repeaters) < MIN_REPEATERS:
         raise CannotFit(f"{len(customers)} customers, {len(repeaters)} with repeat purchases "
                         f"(needs {MIN_CUSTOMERS} and {MIN_REPEATERS})")
     import pandas as pd
-    from pymc_marketing.clv import BetaGeoModel, GammaGammaModel
+    from pymc_marketing.clv import GammaGammaModel, ParetoNBDModel
 
     ids = list(customers)
     counts = pd.DataFrame({
@@ -52,14 +52,14 @@ def fit(customers: Mapping[str, History]) -> Params:
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # pytensor's BLAS notice, pymc's progress chatter
-            bg = BetaGeoModel(data=counts)
-            bg.fit(method="map", progressbar=False)
+            counting = ParetoNBDModel(data=counts)
+            counting.fit(method="map", progressbar=False)
             gg = GammaGammaModel(data=spends)
             gg.fit(method="map", progressbar=False)
     except Exception as exc:  # pymc raises many kinds on a degenerate population
         raise CannotFit(f"the MAP fit failed: {exc}") from exc
-    counted, spent = _summary(bg), _summary(gg)
-    params = Params(r=counted["r"], alpha=counted["alpha"], a=counted["a"], b=counted["b"],
+    counted, spent = _summary(counting), _summary(gg)
+    params = Params(r=counted["r"], alpha=counted["alpha"], s=counted["s"], beta=counted["beta"],
                     p=spent["p"], q=spent["q"], v=spent["v"],
                     source=f"fitted on {len(customers)} customers")
     if not finite_params(params):
