@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Iterator
 from datetime import datetime
 from typing import Any
 
@@ -45,16 +46,13 @@ class TransactionController(Controller):
         whole file, naming its row number (the header is row 1), column and reason. The body is
         read, checked and copied in chunks inside one transaction; the value matrix is refitted
         in the background afterwards."""
-        importer = _Importer(now)
+        importer = Importer(now)
         async with pool.acquire() as conn, conn.transaction():
             try:
                 async for part in request.stream():
-                    # A server may hand the body over in one piece (a test client does): take
-                    # it a slice at a time so that only one chunk of lines is ever decoded.
-                    for start in range(0, len(part), SLICE_BYTES):
-                        for rows in importer.feed(part[start:start + SLICE_BYTES]):
-                            await copy_transactions(conn, rows, now)
-                            importer.stored(len(rows))
+                    for rows in importer.feed(part):
+                        await copy_transactions(conn, rows, now)
+                        importer.stored(len(rows))
                 rows = importer.finish()
                 if rows:
                     await copy_transactions(conn, rows, now)
@@ -71,7 +69,7 @@ class TransactionController(Controller):
         return TransactionsImported(importer.imported, importer.imported, "scheduled")
 
 
-class _Importer:
+class Importer:
     """Bytes in, chunks of checked rows out; holds at most one chunk of lines and rows."""
 
     def __init__(self, now: datetime) -> None:
@@ -82,7 +80,14 @@ class _Importer:
         self.next_row = 2  # the row number of self.lines[0]
         self.imported = 0
 
-    def feed(self, data: bytes) -> list[list[Row]]:
+    def feed(self, data: bytes) -> Iterator[list[Row]]:
+        """The chunks of checked rows `data` completes. A server may hand the body over in one
+        piece (a test client does): it is taken a slice at a time, so only one chunk of lines
+        is ever decoded and held."""
+        for start in range(0, len(data), SLICE_BYTES):
+            yield from self._feed(data[start:start + SLICE_BYTES])
+
+    def _feed(self, data: bytes) -> list[list[Row]]:
         buffer = self.pending + data
         complete, newline, self.pending = buffer.rpartition(b"\n")
         if not newline:  # no line ended yet: keep it all (splitting at a newline byte never

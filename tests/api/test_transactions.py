@@ -4,6 +4,7 @@ leaves nothing stored; a good one is counted, stored and tiered."""
 
 from __future__ import annotations
 
+import tracemalloc
 from collections.abc import AsyncIterator
 from datetime import timedelta
 from typing import Any
@@ -11,7 +12,7 @@ from typing import Any
 import asyncpg
 import pytest
 
-from app.routes.transactions import CHUNK_ROWS
+from app.routes.transactions import CHUNK_ROWS, Importer
 from tests.api.conftest import ADMIN_TOKEN, Api
 from tests.clock import CLOCK, ago
 
@@ -94,3 +95,21 @@ async def test_a_good_file_is_stored_whole_with_its_store_and_counted(
     assert [tuple(r) for r in rows] == [("c1", "10.50", STORE, "import"),
                                         ("c1", "4.00", None, "import"),
                                         ("c2", "1.00", None, "import")]
+
+
+def test_a_body_handed_over_in_one_piece_is_checked_one_chunk_at_a_time() -> None:
+    importer = Importer(CLOCK())
+    body = ("customer_id,ts,amount\n"
+            + f"customer-000001,{ts()},1.00\n" * (20 * CHUNK_ROWS + 123)).encode()
+    chunks = []
+    tracemalloc.start()
+    try:
+        for rows in importer.feed(body):
+            chunks.append(len(rows))
+        chunks.append(len(importer.finish()))
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert chunks == [CHUNK_ROWS] * 20 + [123]
+    # One chunk of lines and rows at a time (~8 MB): all of the body's would take ~90 MB.
+    assert peak < len(body), (peak, len(body))
