@@ -19,12 +19,15 @@ import msgspec
 from app.catalog import CatalogView
 from app.intent import IntentModel
 from app.prediction import Predictor, recent_visits
+from app.value import ValueModel
 from campaigns.decide import Moment, matches
 from customers import store as customer_store
 from customers.context import MomentEvidence, moment_context
 from customers.intent import intent as intent_of
 from customers.micromoment import NextPlace, Place, classify, motion_toward
 from customers.model import Intent, Micromoment, Signal
+from customers.store import customer_key
+from customers.value import Value
 from geo.presence import Fix
 from geo.store import Connection
 
@@ -41,6 +44,7 @@ class CustomerContext(msgspec.Struct, frozen=True, omit_defaults=True):
     as_of: datetime
     intent: Intent
     micromoment: Micromoment
+    value: Value
     next_place: NextPlaceOut | None = None
 
 
@@ -59,8 +63,9 @@ def _classified(moment: Moment, signals: Sequence[Signal], catalog: CatalogView,
 
 
 async def with_context(conn: Connection, catalog: CatalogView, intent_model: IntentModel,
-                       customer_id: str | None, device_id: UUID, moments: Sequence[Moment],
-                       fixes: Sequence[Fix],
+                       value_model: ValueModel | None, customer_id: str | None,
+                       device_id: UUID,
+                       moments: Sequence[Moment], fixes: Sequence[Fix],
                        now: datetime) -> list[tuple[Moment, MomentEvidence | None]]:
     """The moments, each with the customer's context at its instant and what a delivery keeps
     of it (one signals query); a moment no active campaign matches goes on without either."""
@@ -71,6 +76,9 @@ async def with_context(conn: Connection, catalog: CatalogView, intent_model: Int
     signals = await customer_store.customer_signals(
         conn, customer_id, None if customer_id else device_id, now)
     intent = intent_of(signals, now, intent_model.model)
+    # The value matrix in hand answers from memory: no query, no fit, per batch.
+    tier = (value_model.of(customer_key(customer_id, device_id)).tier
+            if value_model is not None else None)
     out: list[tuple[Moment, MomentEvidence | None]] = []
     for moment, wanted in zip(moments, answered, strict=True):
         if not wanted:
@@ -78,7 +86,7 @@ async def with_context(conn: Connection, catalog: CatalogView, intent_model: Int
             continue
         micromoment = _classified(moment, signals, catalog, fixes)
         out.append((
-            msgspec.structs.replace(moment, context=moment_context(intent, micromoment)),
+            msgspec.structs.replace(moment, context=moment_context(intent, micromoment, tier)),
             MomentEvidence(micromoment=micromoment.kind, evidence=micromoment.evidence,
                            p_buy=round(intent.p_buy, 4), intent_model=intent.model),
         ))
@@ -86,7 +94,8 @@ async def with_context(conn: Connection, catalog: CatalogView, intent_model: Int
 
 
 async def customer_context(conn: Connection, key: str, intent_model: IntentModel,
-                           predictor: Predictor, now: datetime) -> CustomerContext | None:
+                           value_model: ValueModel, predictor: Predictor,
+                           now: datetime) -> CustomerContext | None:
     """The context of the customer a key names (a customer id, or `device:<uuid>` for a
     device without one), or None when no device belongs to it."""
     signals = await customer_store.signals_of_key(conn, key, now)
@@ -100,7 +109,7 @@ async def customer_context(conn: Connection, key: str, intent_model: IntentModel
             next_place = NextPlaceOut(store, round(probability, 4))
     return CustomerContext(
         customer_id=key, as_of=now, intent=intent_of(signals, now, intent_model.model),
-        micromoment=classify(signals, now), next_place=next_place,
+        micromoment=classify(signals, now), value=value_model.of(key), next_place=next_place,
     )
 
 

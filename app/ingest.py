@@ -19,6 +19,7 @@ from app.catalog import Catalog, CatalogView
 from app.context import with_context
 from app.intent import IntentModel
 from app.prediction import Predictor, recent_visits
+from app.value import ValueModel
 from campaigns import outbox
 from campaigns.arbitrate import Evidence
 from campaigns.decide import DeviceContext, Moment, PastPush, decide
@@ -103,10 +104,12 @@ async def load_presence(conn: Connection, catalog: Catalog,
 
 async def ingest_pings(conn: Connection, catalog: Catalog, predictor: Predictor,
                        intent_model: IntentModel, device: Device, pings: Sequence[PingIn],
-                       now: datetime, *, context: bool = True) -> BatchOutcome:
+                       now: datetime, *, context: bool = True,
+                       value_model: ValueModel | None = None) -> BatchOutcome:
     """Run the pipeline for a device's accepted pings (call inside a transaction that holds
     the device's row lock). `context=False` is the benchmark's control run only
-    (`Settings.bench_skip_context`): moments go to the rules without a context."""
+    (`Settings.bench_skip_context`): moments go to the rules without a context. Without a
+    `value_model` (the context benchmark), every customer's value tier is unknown."""
     if not pings:
         return BatchOutcome([], 0)
     before = await load_presence(conn, catalog, device.id)
@@ -140,8 +143,8 @@ async def ingest_pings(conn: Connection, catalog: Catalog, predictor: Predictor,
     moments.extend(await predicted_moments(conn, view, predictor, device, events, fixes, after))
     contexted: list[tuple[Moment, MomentEvidence | None]] = []
     if view.campaigns and context and moments:
-        contexted.extend(await with_context(conn, view, intent_model, device.customer_id,
-                                            device.id, moments, fixes, now))
+        contexted.extend(await with_context(conn, view, intent_model, value_model,
+                                            device.customer_id, device.id, moments, fixes, now))
     elif view.campaigns:
         contexted.extend((m, None) for m in moments)
     evidence = await catalog.learner.current(conn, view.campaigns, now) \

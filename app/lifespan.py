@@ -25,6 +25,8 @@ from app.intent import serving as intent_serving
 from app.prediction import Predictor, serving
 from app.retention import purging
 from app.settings import Settings
+from app.value import ValueModel
+from app.value import serving as value_serving
 from campaigns.dispatch import Backoff, Dispatcher
 from campaigns.fcm import FcmGateway
 from campaigns.fcm_emulator import run_emulator
@@ -68,6 +70,16 @@ async def intent(app: Litestar) -> AsyncIterator[None]:
     async with intent_serving(app.state.intent_model, app.state.pool,
                               refit_seconds=app.state.settings.intent_refit_seconds,
                               clock=app.state.clock):
+        yield
+
+
+@asynccontextmanager
+async def value(app: Litestar) -> AsyncIterator[None]:
+    """The customer value matrix: the prior, then refitted from the stored purchases."""
+    app.state.value_model = ValueModel()
+    async with value_serving(app.state.value_model, app.state.pool,
+                             refit_seconds=app.state.settings.value_refit_seconds,
+                             clock=app.state.clock):
         yield
 
 

@@ -18,7 +18,15 @@ from litestar.openapi.spec import Components, SecurityScheme
 from app.auth import budget_guard, provide_principal, role_guard, token_hash
 from app.clock import Clock, system_clock
 from app.errors import exception_handlers
-from app.lifespan import catalog, database, intent, prediction, push_delivery, retention
+from app.lifespan import (
+    catalog,
+    database,
+    intent,
+    prediction,
+    push_delivery,
+    retention,
+    value,
+)
 from app.metrics import Metrics, count_unrouted, metrics_middleware
 from app.openapi import BEARER, ProblemResponses, StrictStructSchemas
 from app.ratelimit import DeviceBudget
@@ -31,6 +39,7 @@ from app.routes.keys import ApiKeyController
 from app.routes.ops import healthz, metrics, readyz
 from app.routes.pings import PingController
 from app.routes.stores import GeofenceController, StoreController
+from app.routes.transactions import TransactionController
 from app.routes.visits import VisitController
 from app.settings import Settings
 from app.strict_body import strict_body
@@ -62,7 +71,8 @@ def create_app(settings: Settings, *, clock: Clock = system_clock) -> Litestar:
         route_handlers=[
             ApiKeyController, StoreController, GeofenceController, DeviceController,
             PingController, CampaignController, PolicyController, CustomerController,
-            DeliveryController, VisitController, AuditController, healthz, readyz, metrics,
+            DeliveryController, VisitController, TransactionController, AuditController, healthz,
+            readyz, metrics,
         ],
         dependencies={
             "pool": Provide(provide_pool),
@@ -73,7 +83,7 @@ def create_app(settings: Settings, *, clock: Clock = system_clock) -> Litestar:
         before_request=strict_body,
         after_exception=[count_unrouted],
         exception_handlers=exception_handlers(),
-        lifespan=[database, catalog, prediction, intent, retention, push_delivery],
+        lifespan=[database, catalog, prediction, intent, value, retention, push_delivery],
         plugins=[ProblemResponses(), StrictStructSchemas()],
         middleware=[metrics_middleware],
         state=state,

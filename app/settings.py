@@ -42,6 +42,9 @@ class Settings(msgspec.Struct, kw_only=True, frozen=True):
     predict_refit_seconds: float = 3600.0
     # The purchase-intent model is refitted from the stored signals this often (seconds).
     intent_refit_seconds: float = 3600.0
+    # The value matrix is refitted from the stored purchases this often (seconds), and soon
+    # after each transactions import.
+    value_refit_seconds: float = 3600.0
     # Per device and route (pings, signals): a burst, then a steady rate of batches.
     device_burst: float = 30.0
     device_batches_per_second: float = 0.5
@@ -101,6 +104,7 @@ def from_environment(env: Mapping[str, str], *, database_url: str,
         model_path=env.get("CONTEXTO_MODEL_PATH") or None,
         predict_refit_seconds=float(env.get("CONTEXTO_REFIT_SECONDS", "3600")),
         intent_refit_seconds=float(env.get("CONTEXTO_INTENT_REFIT_SECONDS", "3600")),
+        value_refit_seconds=float(env.get("CONTEXTO_VALUE_REFIT_SECONDS", "3600")),
         dispatch_lease_seconds=float(env.get("DISPATCH_LEASE_SECONDS", "20")),
         dispatch_backoff_base_seconds=float(env.get("DISPATCH_BACKOFF_BASE_SECONDS", "1")),
         dispatch_backoff_cap_seconds=float(env.get("DISPATCH_BACKOFF_CAP_SECONDS", "600")),

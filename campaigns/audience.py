@@ -4,6 +4,7 @@ One rule: each part the audience gives must hold, checked in this order, and the
 fails is the reason (the suppression's detail):
 
     micromoments  the moment's micromoment is one of them     "micromoment know not in [buy]"
+    value_tiers   the customer's value tier is one of them    "tier low not in [high]"
     categories    the customer has intent (a score above 0)   "no intent in electronics"
                   in a category under one of the prefixes
     min_intent    with categories: the strongest matching     "intent 0.12 in electronics.tv
@@ -27,6 +28,9 @@ def audience_failure(audience: Audience, context: MomentContext | None) -> str |
     if audience.micromoments is not None and context.micromoment not in audience.micromoments:
         return (f"micromoment {context.micromoment or 'none'} not in "
                 f"[{', '.join(audience.micromoments)}]")
+    if audience.value_tiers is not None and context.value_tier not in audience.value_tiers:
+        return (f"tier {context.value_tier or 'unknown'} not in "
+                f"[{', '.join(audience.value_tiers)}]")
     if audience.categories is not None:
         strongest = context.strongest_under(audience.categories)
         if strongest is None:

@@ -14,7 +14,7 @@ from uuid import UUID
 import msgspec
 from msgspec import Meta
 
-from customers.model import MicromomentKind
+from customers.model import MicromomentKind, ValueTier
 
 TriggerKind = Literal["enter", "dwell", "exit", "predicted_next"]
 CampaignStatus = Literal["draft", "active", "paused"]
@@ -152,9 +152,10 @@ CategoryPrefix = Annotated[str, Meta(min_length=1, max_length=200)]
 class Audience(msgspec.Struct, kw_only=True, forbid_unknown_fields=True, frozen=True):
     """Whom a campaign is for, by the context of the moment (see `campaigns/audience.py`).
 
-    Each given part must hold: the moment's micromoment is one of `micromoments`; the customer
-    has intent in one of `categories`; and that intent (the strongest matching category's score,
-    or `p_buy` when no categories are given) is at least `min_intent`.
+    Each given part must hold: the moment's micromoment is one of `micromoments`; the customer's
+    value tier is one of `value_tiers`; the customer has intent in one of `categories`; and that
+    intent (the strongest matching category's score, or `p_buy` when no categories are given) is
+    at least `min_intent`.
     """
 
     micromoments: Annotated[list[MicromomentKind], Meta(
@@ -169,13 +170,19 @@ class Audience(msgspec.Struct, kw_only=True, forbid_unknown_fields=True, frozen=
         ge=0.0, le=1.0,
         description="0..1: the strongest matching category's intent score must reach it; "
                     "without `categories`, p_buy must")] | None = None
+    value_tiers: Annotated[list[ValueTier], Meta(
+        min_length=1, max_length=3,
+        description="only customers whose tier in the value matrix is one of these")] | None = None
 
     def __post_init__(self) -> None:
-        if self.micromoments is None and self.categories is None and self.min_intent is None:
-            raise ValueError("an audience names at least one of micromoments, categories and "
-                             "min_intent (null removes the audience)")
+        if (self.micromoments is None and self.categories is None and self.min_intent is None
+                and self.value_tiers is None):
+            raise ValueError("an audience names at least one of micromoments, value_tiers, "
+                             "categories and min_intent (null removes the audience)")
         if self.micromoments is not None and len(set(self.micromoments)) != len(self.micromoments):
             raise ValueError("micromoments: must not repeat")
+        if self.value_tiers is not None and len(set(self.value_tiers)) != len(self.value_tiers):
+            raise ValueError("value_tiers: must not repeat")
         for i, prefix in enumerate(self.categories or ()):
             if not prefix.strip():
                 raise ValueError(f"categories: item {i} is blank")

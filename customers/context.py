@@ -2,7 +2,8 @@
 customer's intent, overall and per category.
 
 One rule: built only from what the intent model and the micromoment classifier already said
-(`moment_context`), so the shell calls one function and the rules never recompute a model.
+and the value matrix already said (`moment_context`), so the shell calls one function and the
+rules never recompute a model.
 Pure: no clock, no database.
 """
 
@@ -12,7 +13,7 @@ from collections.abc import Iterable
 
 import msgspec
 
-from customers.model import Intent, Micromoment, MicromomentKind
+from customers.model import Intent, Micromoment, MicromomentKind, ValueTier
 
 
 class MomentContext(msgspec.Struct, kw_only=True, frozen=True):
@@ -21,6 +22,7 @@ class MomentContext(msgspec.Struct, kw_only=True, frozen=True):
     micromoment: MicromomentKind | None
     p_buy: float  # P(a purchase within the intent horizon), calibrated
     categories: dict[str, float]  # category path → intent score 0..1, as the intent model named it
+    value_tier: ValueTier | None = None  # the value matrix's tier (None: not known for this moment)
 
     def strongest_under(self, prefixes: Iterable[str]) -> tuple[str, float] | None:
         """The category with the highest score (above zero) under any of `prefixes`.
@@ -41,12 +43,15 @@ class MomentContext(msgspec.Struct, kw_only=True, frozen=True):
         return best
 
 
-def moment_context(intent: Intent, micromoment: Micromoment) -> MomentContext:
-    """The decision rules' view of a moment, from the customer's intent and its micromoment."""
+def moment_context(intent: Intent, micromoment: Micromoment,
+                   value_tier: ValueTier | None = None) -> MomentContext:
+    """The decision rules' view of a moment, from the customer's intent, its micromoment and
+    the customer's tier in the value matrix."""
     return MomentContext(
         micromoment=micromoment.kind,
         p_buy=intent.p_buy,
         categories={c.category: c.score for c in intent.by_category},
+        value_tier=value_tier,
     )
 
 

@@ -16,6 +16,7 @@ import msgspec
 
 MicromomentKind = Literal["know", "go", "do", "buy"]
 IntentModelName = Literal["prior", "fitted"]
+ValueTier = Literal["low", "medium", "high"]  # a level of the value matrix (customers/value.py)
 
 # The signal kinds the contract names; any other snake_case kind is stored and carries no intent.
 SEARCH, PRODUCT_VIEW, STORE_LOCATOR, DIRECTIONS = "search", "product_view", "store_locator", \

@@ -33,7 +33,7 @@ class CustomerController(Controller):
         recent signals show, and their likely next store."""
         async with pool.acquire() as conn:
             found = await customer_context(conn, customer_id, state.intent_model,
-                                           state.predictor, now)
+                                           state.value_model, state.predictor, now)
         if found is None:
             raise NotFound("customer", customer_id)
         return found

@@ -54,7 +54,7 @@ class DeviceController(Controller):
             device = await devices.get_device(conn, principal.device)
             found = await customer_context(
                 conn, customer_key(device.customer_id, device.id), state.intent_model,
-                state.predictor, now)
+                state.value_model, state.predictor, now)
         assert found is not None  # the device exists, so its customer does
         return found
 

@@ -34,7 +34,8 @@ class PingController(Controller):
                 raise PermissionDeniedException("this device has not consented to location use")
             outcome = await ingest_pings(conn, state.catalog, state.predictor,
                                          state.intent_model, device, accepted, now,
-                                         context=not state.settings.bench_skip_context)
+                                         context=not state.settings.bench_skip_context,
+                                         value_model=state.value_model)
         state.predictor.learn(outcome.visits)
         state.metrics.pings(len(accepted), len(rejected), len(outcome.events), outcome.queued)
         return Accepted(len(accepted), rejected)

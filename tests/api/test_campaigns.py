@@ -64,7 +64,7 @@ def full_campaign(places: Json, name: str) -> Json:
         "holdout_percent": 10.0,
         "status": "draft",
         "audience": {"micromoments": ["buy", "go"], "categories": ["electronics", "home.garden"],
-                     "min_intent": 0.3},
+                     "min_intent": 0.3, "value_tiers": ["high", "medium"]},
     }
 
 
@@ -84,7 +84,8 @@ NESTED_DEFAULTS: dict[str, Json] = {
     "schedule": {"dayparts": []},
     "offer": {"deep_link": None, "image_url": None, "data": {}},
     "caps": {"per_device": None, "cooldown_seconds": None},
-    "audience": {"micromoments": None, "categories": None, "min_intent": None},
+    "audience": {"micromoments": None, "categories": None, "min_intent": None,
+                 "value_tiers": None},
 }
 
 
@@ -191,6 +192,10 @@ INVALID: list[Any] = [
                  id="a category prefix ending in a dot, which nothing could match, is refused"),
     pytest.param(("audience", "categories"), ["Home", "home"], "audience.categories",
                  id="a category prefix repeated in another case is refused"),
+    pytest.param(("audience", "value_tiers"), ["gold"], "audience.value_tiers[0]",
+                 id="an unknown value tier names audience.value_tiers[0]"),
+    pytest.param(("audience", "value_tiers"), ["low", "low"], "audience.value_tiers",
+                 id="a repeated value tier names audience.value_tiers"),
     pytest.param(("audience", "min_intent"), 1.5, "audience.min_intent",
                  id="a minimum intent above 1 names audience.min_intent"),
     pytest.param(("audience", "min_intent"), -0.1, "audience.min_intent",
