@@ -123,9 +123,11 @@ def campaign_intent(campaign: Campaign, context: MomentContext | None) -> float 
 
 
 def tier_of(context: MomentContext | None) -> str:
-    """The customer's value tier; `unknown` until the context carries one (a valid bucket)."""
-    tier = getattr(context, "tier", None)
-    return tier if isinstance(tier, str) else "unknown"
+    """The customer's value tier; `unknown` when the moment's context has none (a valid
+    bucket: before the first value fit, or without a context)."""
+    if context is None or context.value_tier is None:
+        return "unknown"
+    return context.value_tier
 
 
 def bucket_of(campaign: Campaign, context: MomentContext | None) -> str:

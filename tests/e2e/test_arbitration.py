@@ -80,7 +80,8 @@ async def test_the_better_campaign_wins_most_moments_and_the_other_is_still_expl
     assert (candidates[loser]["eligible"], candidates[loser]["reason"]) == (True, "outranked")
     assert candidates[winner]["score"] >= candidates[loser]["score"]
     assert candidates["better"]["p_conversion"] > 0.4 > 0.2 > candidates["worse"]["p_conversion"]
-    assert mine["context"]["tier"] == "unknown"
+    # No purchases: low history, a newcomer's potential — the value matrix's low tier.
+    assert mine["context"]["tier"] == "low"
     other = next(token for device, token in tokens.items() if device != owner)
     answer = await world.api.call("GET", f"/v1/deliveries/{delivery}/why", other)
     assert answer.status_code == 404, answer.text
