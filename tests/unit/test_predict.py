@@ -11,16 +11,14 @@ import pytest
 
 from fixtures.visits import generate, split_by_time, to_csv
 from geo.predict import (
-    Evaluation,
     InvalidVisits,
     NextPlaceModel,
     Visit,
-    evaluate,
     load_model,
-    main,
     read_visits_csv,
     save_model,
 )
+from geo.predict_eval import Evaluation, evaluate, main
 
 T0 = datetime(2024, 3, 4, tzinfo=UTC)  # a Monday
 
