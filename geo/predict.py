@@ -60,7 +60,7 @@ from geo.predict_features import (
     hour_pos,
     probabilities,
 )
-from geo.predict_fit import fit_weights
+from geo.predict_fit import fit_temperature, fit_weights
 from geo.visits_csv import InvalidVisits, Visit, read_visits_csv
 
 # Kept importable from here: the app, the bench and the tests know them as geo.predict's.
@@ -116,6 +116,8 @@ class _State(msgspec.Struct):
     cells: dict[str, list[str]] = msgspec.field(default_factory=dict)
     total: float = 0.0
     weekend_total: float = 0.0
+    # Temperature scaling of the scores (geo.predict_fit); 1 for models saved before it existed.
+    temperature: float = 1.0
 
 
 # Stand-ins for "never visited", read-only: they keep the hot loop free of branches.
@@ -153,7 +155,7 @@ class NextPlaceModel:
 
     def __init__(self, state: _State | None = None) -> None:
         self._s = state if state is not None else _State()
-        self._w = np.asarray(self._s.weights)  # the hot path should not rebuild it
+        self._w = self._effective_weights()  # the hot path should not rebuild it
 
     # --- learning -------------------------------------------------------------------------------
 
@@ -192,9 +194,24 @@ class NextPlaceModel:
                     targets.append(cands.index(v.place_id) if v.place_id in cands else -1)
             model.update(v)
         if targets:  # otherwise the prior weights stay
-            model._s.weights = fit_weights(raws, ctxs, targets).tolist()
-            model._w = np.asarray(model._s.weights)
+            # The ranking comes from weights fitted on all examples; the temperature only
+            # makes their probabilities honest, so it never changes which place comes first.
+            weights = fit_weights(raws, ctxs, targets)
+            model._s.weights = weights.tolist()
+            model._s.temperature = fit_temperature(raws, ctxs, targets, weights)
+            model._w = model._effective_weights()
         return model
+
+    def _effective_weights(self) -> FloatArray:
+        # Scores are linear in the weights, so dividing the weights by T divides every score,
+        # "somewhere else" included: temperature scaling at no cost on the hot path.
+        w: FloatArray = np.asarray(self._s.weights) / self._s.temperature
+        return w
+
+    @property
+    def temperature(self) -> float:
+        """The calibration's temperature (above 1 softens over-sure probabilities)."""
+        return self._s.temperature
 
     def update(self, visit: Visit) -> None:
         """Learn one finished visit: O(number of top-k lists touched), no re-sorting."""
@@ -385,6 +402,8 @@ def load_model(path: str | Path) -> NextPlaceModel:
     state = _DECODER.decode(Path(path).read_bytes())
     if len(state.weights) != N_FEATURES:
         raise ValueError(f"{path}: model has {len(state.weights)} weights, expected {N_FEATURES}")
+    if not (math.isfinite(state.temperature) and state.temperature > 0):
+        raise ValueError(f"{path}: temperature {state.temperature} is not a positive number")
     return NextPlaceModel(state)
 
 

@@ -9,8 +9,9 @@ CLI:
         before it in time (never itself or later rows), then learned. Prints Acc@1/5/10 and MRR
         (a place ranked beyond 100 counts as 0) for the model and for the global-most-popular,
         user-most-frequent and user first-order Markov baselines under the same protocol, and a
-        reliability table of the model's probabilities. --out writes `row,p1,...,p10` per row of
-        S in S's order.
+        reliability table of the model's probabilities with the top-1 expected calibration error
+        (ECE, 10 equal-width bins). --out writes `row,p1,...,p10` per row of S in S's order;
+        --probs writes `row,rank,place_id,probability` for the top 10 of each row of S.
     python -m geo.predict fit --visits V.csv --model M
         Fits on V and saves the model as msgpack for `load_model`.
 """
@@ -35,6 +36,7 @@ from geo.visits_csv import InvalidVisits, Visit, read_visits_csv
 CUTOFFS = (1, 5, 10)
 RANK_DEPTH = 100  # MRR counts a hit anywhere in the first 100 places; beyond, it scores 0
 HISTORY_KEPT = 10
+ECE_BINS = 10
 RELIABILITY_BINS = (0.0, 0.02, 0.05, 0.1, 0.2, 0.3, 0.5, 0.7, 1.0001)
 
 
@@ -57,6 +59,8 @@ class Evaluation(msgspec.Struct, frozen=True):
     scores: list[Scores]  # the model first, then the baselines
     reliability: list[Reliability]
     rankings: list[list[str]]  # the model's top 10 for each test row, in the test file's order
+    probabilities: list[list[float]]  # their probabilities, row for row
+    ece: float  # expected calibration error of the top-1 probability, ECE_BINS equal-width bins
     fit_seconds: float
     predict_seconds: float
 
@@ -114,6 +118,9 @@ def evaluate(train: Sequence[Visit], test: Sequence[Visit], *, seed: int = 0) ->
     hits = np.zeros((n_methods, len(CUTOFFS)))
     rr = np.zeros(n_methods)
     rankings: list[list[str]] = [[] for _ in test]
+    probabilities: list[list[float]] = [[] for _ in test]
+    top1_p: list[float] = []
+    top1_hit: list[bool] = []
     pred_p: list[float] = []
     pred_hit: list[bool] = []
     order = sorted(range(len(test)), key=lambda i: (epoch(test[i].arrived_at), i))
@@ -123,6 +130,10 @@ def evaluate(train: Sequence[Visit], test: Sequence[Visit], *, seed: int = 0) ->
         hist = histories.setdefault(v.user_id, deque(maxlen=HISTORY_KEPT))
         ranked = model.predict(v.user_id, tuple(hist), v.arrived_at, k=RANK_DEPTH)
         rankings[i] = [p for p, _ in ranked[:10]]
+        probabilities[i] = [prob for _, prob in ranked[:10]]
+        if ranked:  # a row with no candidate at all states no confidence to calibrate
+            top1_p.append(ranked[0][1])
+            top1_hit.append(ranked[0][0] == v.place_id)
         for p, prob in ranked[:10]:
             pred_p.append(prob)
             pred_hit.append(p == v.place_id)
@@ -143,8 +154,25 @@ def evaluate(train: Sequence[Visit], test: Sequence[Visit], *, seed: int = 0) ->
     names = ("model", *_Baselines.names)
     scores = [Scores(names[m], {c: float(hits[m, j] / n) for j, c in enumerate(CUTOFFS)},
                      float(rr[m] / n)) for m in range(n_methods)]
-    return Evaluation(len(test), scores, _reliability(pred_p, pred_hit), rankings, fit_seconds,
-                      predict_seconds)
+    return Evaluation(len(test), scores, _reliability(pred_p, pred_hit), rankings, probabilities,
+                      expected_calibration_error(top1_p, top1_hit), fit_seconds, predict_seconds)
+
+
+def expected_calibration_error(probs: Sequence[float], hits: Sequence[bool],
+                               bins: int = ECE_BINS) -> float:
+    """Σ over equal-width bins of (share of predictions in the bin) × |mean p − hit rate|.
+
+    Bin i holds p in [i/bins, (i+1)/bins), the last one also p = 1. No predictions: 0.
+    """
+    p = np.asarray(probs, dtype=np.float64)
+    if p.size == 0:
+        return 0.0
+    h = np.asarray(hits, dtype=np.float64)
+    idx = np.minimum((p * bins).astype(np.int64), bins - 1)
+    n = np.bincount(idx, minlength=bins)
+    gap = np.abs(np.bincount(idx, weights=p, minlength=bins)
+                 - np.bincount(idx, weights=h, minlength=bins))
+    return float(gap.sum() / p.size) if n.sum() else 0.0
 
 
 def _reliability(probs: list[float], hits: list[bool]) -> list[Reliability]:
@@ -173,12 +201,29 @@ def format_evaluation(ev: Evaluation) -> str:
     for r in ev.reliability:
         lines.append(f"{f'{r.low:.2f}-{r.high:.2f}':<14}{r.count:>8}{r.mean_predicted:>9.3f}"
                      f"{r.observed:>10.3f}")
+    lines += ["", f"top-1 expected calibration error ({ECE_BINS} equal-width bins): {ev.ece:.4f}"]
     return "\n".join(lines)
 
 
 def rankings_csv(ev: Evaluation) -> str:
     header = "row," + ",".join(f"p{i}" for i in range(1, 11))
     return "\n".join([header, *(f"{i}," + ",".join(r) for i, r in enumerate(ev.rankings))]) + "\n"
+
+
+def probabilities_csv(ev: Evaluation) -> str:
+    """`row,rank,place_id,probability`: the model's top 10 for each test row (rank from 1)."""
+    lines = ["row,rank,place_id,probability"]
+    for i, (places, probs) in enumerate(zip(ev.rankings, ev.probabilities, strict=True)):
+        lines += [f"{i},{r},{_csv_field(p)},{q:.6g}"
+                  for r, (p, q) in enumerate(zip(places, probs, strict=True), 1)]
+    return "\n".join(lines) + "\n"
+
+
+def _csv_field(text: str) -> str:
+    # Place ids come from the caller's CSV and may hold commas or quotes; keep the file parseable.
+    if any(c in text for c in ',"\r\n'):
+        return '"' + text.replace('"', '""') + '"'
+    return text
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -189,6 +234,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     ev.add_argument("--train", type=Path, required=True)
     ev.add_argument("--test", type=Path, required=True)
     ev.add_argument("--out", type=Path, help="write row,p1..p10 per test row")
+    ev.add_argument("--probs", type=Path,
+                    help="write row,rank,place_id,probability for the top 10 of each test row")
     ev.add_argument("--seed", type=int, default=0)
     fit = sub.add_parser("fit", help="fit on a visit CSV and save the model")
     fit.add_argument("--visits", type=Path, required=True)
@@ -203,6 +250,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             if args.out is not None:
                 args.out.parent.mkdir(parents=True, exist_ok=True)
                 args.out.write_text(rankings_csv(result), encoding="utf-8")
+            if args.probs is not None:
+                args.probs.parent.mkdir(parents=True, exist_ok=True)
+                args.probs.write_text(probabilities_csv(result), encoding="utf-8")
         else:
             visits = read_visits_csv(args.visits)
             model = NextPlaceModel.fit(visits, seed=args.seed)

@@ -1,12 +1,24 @@
-"""Fitting the next-place ranker: conditional-logit weights from held-out examples.
+"""Fitting the next-place ranker: conditional-logit weights and their calibration.
 
-One rule: fitting only reads the examples it is given (candidate rows, contexts, targets) and
-returns numbers; it never touches the model's statistics, so the model decides what to fit on.
+One rule: fitting only reads the examples it is given (candidate rows, contexts, targets, in time
+order) and returns numbers; it never touches the model's statistics, so the model decides what to
+fit on.
+
+Calibration is temperature scaling: every score, the "somewhere else" option's included, is
+divided by one temperature T. That keeps the ranking (hence Acc@k and MRR) exactly and only
+changes how sure the probabilities are. What gates a push is the top-1 probability, so T
+minimises the log-loss of "the first-ranked place is where they went" over the held-out replay
+examples (held out from the statistics, as in serving). The softmax's own likelihood cannot
+choose T: fitted on these examples, its optimum is T = 1 by construction, whatever the top-1
+confidence does.
 """
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
+import numpy.typing as npt
 
 from geo.predict_features import (
     FEATURES,
@@ -19,13 +31,16 @@ from geo.predict_features import (
     other_row,
 )
 
+IntArray = npt.NDArray[np.int64]
+MIN_CALIBRATION_EXAMPLES = 200  # fewer cannot tell a temperature from noise: keep 1
+LOG_T_COARSE = np.linspace(-1.5, 1.5, 31)  # temperatures from 0.22 to 4.5, 10 % apart ...
+LOG_T_FINE = np.linspace(-0.1, 0.1, 21)  # ... then 1 % apart around the best of them
 
-def fit_weights(raws: list[FloatArray], ctxs: list[FloatArray], targets: list[int]) -> FloatArray:
-    """Conditional-logit weights by damped Newton steps on the held-out examples.
 
-    Each example is its candidate rows plus the "somewhere else" row (last), whose target is the
-    held-out place, or "somewhere else" when that place was not among the candidates.
-    """
+def _stack(raws: list[FloatArray], ctxs: list[FloatArray],
+           targets: list[int]) -> tuple[FloatArray, FloatArray, IntArray, IntArray]:
+    """All examples as one feature matrix: each example's candidate rows, then its "somewhere
+    else" row; `y` marks the row that happened; `starts`/`sizes` delimit the examples."""
     sizes = np.array([r.shape[0] + 1 for r in raws])
     starts = np.concatenate(([0], np.cumsum(sizes)[:-1]))
     blocks: list[FloatArray] = []
@@ -40,6 +55,16 @@ def fit_weights(raws: list[FloatArray], ctxs: list[FloatArray], targets: list[in
     y = np.zeros(x.shape[0])
     tgt = np.array(targets)
     y[np.where(tgt >= 0, starts + tgt, starts + sizes - 1)] = 1.0
+    return x, y, starts, sizes
+
+
+def fit_weights(raws: list[FloatArray], ctxs: list[FloatArray], targets: list[int]) -> FloatArray:
+    """Conditional-logit weights by damped Newton steps on the held-out examples.
+
+    Each example is its candidate rows plus the "somewhere else" row (last), whose target is the
+    held-out place, or "somewhere else" when that place was not among the candidates.
+    """
+    x, y, starts, sizes = _stack(raws, ctxs, targets)
     scale = x.std(axis=0)
     scale[scale < 1e-9] = 1.0
     z = x / scale
@@ -100,3 +125,45 @@ def fit_weights(raws: list[FloatArray], ctxs: list[FloatArray], targets: list[in
             break
     out: FloatArray = w / scale
     return out
+
+
+
+def fit_temperature(raws: list[FloatArray], ctxs: list[FloatArray], targets: list[int],
+                    weights: FloatArray) -> float:
+    """The temperature that makes the top-1 probability of `weights` honest on these examples.
+
+    It minimises the log-loss of "the first-ranked place is where they went" (see the module
+    doc); with fewer than MIN_CALIBRATION_EXAMPLES examples it stays 1.
+    """
+    if len(raws) < MIN_CALIBRATION_EXAMPLES:
+        return 1.0
+    x, y, starts, sizes = _stack(raws, ctxs, targets)
+    scores = x @ weights
+    is_other = np.zeros(len(scores), dtype=bool)
+    is_other[starts + sizes - 1] = True
+    # The first-ranked candidate (never "somewhere else", which predict does not return) and
+    # whether it was the place visited; dividing by T changes neither.
+    cand = np.where(is_other, -np.inf, scores)
+    top = np.maximum.reduceat(cand, starts)
+    seg = np.repeat(np.arange(len(starts)), sizes)
+    hit = np.add.reduceat(y * (cand == top[seg]), starts) > 0
+    return top1_temperature(scores, starts, top, hit)
+
+
+def top1_temperature(scores: FloatArray, starts: IntArray, top: FloatArray,
+                     hit: npt.NDArray[np.bool_]) -> float:
+    """The T minimising the log-loss of the top-1 probabilities exp(top/T) / Σ exp(scores/T)
+    (example i's rows start at `starts[i]`) against `hit`: a coarse grid, then a fine one."""
+    sizes = np.diff(np.append(starts, len(scores)))
+    seg = np.repeat(np.arange(len(starts)), sizes)
+    mx = np.maximum.reduceat(scores, starts)
+
+    def loss(log_t: float) -> float:
+        inv = math.exp(-log_t)
+        lse = np.log(np.add.reduceat(np.exp((scores - mx[seg]) * inv), starts))
+        p1 = np.clip(np.exp((top - mx) * inv - lse), 1e-9, 1.0 - 1e-9)
+        return float(-np.where(hit, np.log(p1), np.log1p(-p1)).mean())
+
+    best = min(LOG_T_COARSE, key=loss)
+    best = min(best + LOG_T_FINE, key=loss)
+    return math.exp(float(best))
