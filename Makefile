@@ -46,7 +46,8 @@ bench: $(STAMP)
 
 eval: $(STAMP)
 	$(PY) -m fixtures.visits --seed 7 --train .contexto/eval/train.csv --test .contexto/eval/test.csv
-	$(PY) -m geo.predict evaluate --train .contexto/eval/train.csv --test .contexto/eval/test.csv
+	$(PY) -m geo.predict evaluate --train .contexto/eval/train.csv --test .contexto/eval/test.csv \
+		--probs .contexto/eval/probs.csv
 
 # p_buy on the real REES46 sample in fixtures/ (two disjoint halves of its customers); for the
 # full logs, see README "Customer intent".
