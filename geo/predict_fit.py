@@ -6,11 +6,11 @@ fit on.
 
 Calibration is temperature scaling: every score, the "somewhere else" option's included, is
 divided by one temperature T. That keeps the ranking (hence Acc@k and MRR) exactly and only
-changes how sure the probabilities are. What gates a push is the top-1 probability, so T
-minimises the log-loss of "the first-ranked place is where they went" over the held-out replay
-examples (held out from the statistics, as in serving). The softmax's own likelihood cannot
-choose T: fitted on these examples, its optimum is T = 1 by construction, whatever the top-1
-confidence does.
+changes how sure the probabilities are; T is at least 1, so it only ever softens them. What gates
+a push is the top-1 probability, so T minimises the log-loss of "the first-ranked place is where
+they went" over the held-out replay examples (held out from the statistics, as in serving). The
+softmax's own likelihood cannot choose T: fitted on these examples, its optimum is T = 1 by
+construction, whatever the top-1 confidence does.
 """
 
 from __future__ import annotations
@@ -33,8 +33,13 @@ from geo.predict_features import (
 
 IntArray = npt.NDArray[np.int64]
 MIN_CALIBRATION_EXAMPLES = 200  # fewer cannot tell a temperature from noise: keep 1
-LOG_T_COARSE = np.linspace(-1.5, 1.5, 31)  # temperatures from 0.22 to 4.5, 10 % apart ...
-LOG_T_FINE = np.linspace(-0.1, 0.1, 21)  # ... then 1 % apart around the best of them
+# Temperatures from 1 to 4.5, 10 % apart, then 1 % apart around the best of them. Never below 1:
+# that would claim more certainty than the likelihood fit found, and on a routine every example
+# of which the first place got right, the log-loss would drive T to the grid's end and state
+# 99.9 % on the evidence of a few hundred visits — wrong the first time the routine breaks, and
+# min_probability gates pushes on exactly that number.
+LOG_T_COARSE = np.linspace(0.0, 1.5, 16)
+LOG_T_FINE = np.linspace(-0.1, 0.1, 21)
 
 
 def _stack(raws: list[FloatArray], ctxs: list[FloatArray],
@@ -165,5 +170,5 @@ def top1_temperature(scores: FloatArray, starts: IntArray, top: FloatArray,
         return float(-np.where(hit, np.log(p1), np.log1p(-p1)).mean())
 
     best = min(LOG_T_COARSE, key=loss)
-    best = min(best + LOG_T_FINE, key=loss)
+    best = min(np.maximum(best + LOG_T_FINE, 0.0), key=loss)
     return math.exp(float(best))

@@ -23,7 +23,10 @@ T0 = datetime(2024, 3, 4, tzinfo=UTC)  # a Monday
 
 @functools.cache
 def fitted() -> NextPlaceModel:
-    return NextPlaceModel.fit(read_visits_csv(to_csv(generate(seed=3, users=40, days=28))))
+    """A fitted model, softened as calibration does for an over-sure one (this synthetic city's
+    own model is not over-sure, so its fitted temperature is 1)."""
+    model = NextPlaceModel.fit(read_visits_csv(to_csv(generate(seed=3, users=40, days=28))))
+    return NextPlaceModel(msgspec.structs.replace(model._s, temperature=1.37))
 
 
 # --- expected calibration error ------------------------------------------------------------------
@@ -94,12 +97,23 @@ def test_the_temperature_fitted_on_one_slice_removes_over_confidence_on_another(
     assert (t > 1.5, before > 0.1, after < 0.02, bool(same_ranking)) == (True, True, True, True)
 
 
-def test_an_honest_model_keeps_a_temperature_near_one() -> None:
-    scores, visited, starts = _examples(3, 4_000, sharpen=1.0)
+@pytest.mark.parametrize(("sharpen", "low", "high"), [(1.0, 1.0, 1.15), (0.5, 1.0, 1.0)],
+                         ids=["an honest model keeps a temperature near one",
+                              "an under-confident model is never sharpened"])
+def test_the_temperature_only_softens(sharpen: float, low: float, high: float) -> None:
+    scores, visited, starts = _examples(3, 4_000, sharpen=sharpen)
     first = scores[:, :6].argmax(axis=1)
     t = top1_temperature(scores.ravel(), starts, scores[np.arange(4_000), first],
                          first == visited)
-    assert 0.85 < t < 1.15
+    assert low <= t <= high
+
+
+def test_a_routine_the_first_place_always_got_right_is_not_made_certain() -> None:
+    scores, _, starts = _examples(4, 500, sharpen=1.0)
+    first = scores[:, :6].argmax(axis=1)
+    t = top1_temperature(scores.ravel(), starts, scores[np.arange(500), first],
+                         np.ones(500, dtype=bool))
+    assert t == 1.0
 
 
 def test_the_calibration_changes_the_probabilities_but_never_the_order() -> None:
