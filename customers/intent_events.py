@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING, TextIO
 import msgspec
 
 from customers.model import Signal
+from geo.visits_csv import csv_reader
 
 if TYPE_CHECKING:
     from _csv import Reader
@@ -62,11 +63,7 @@ def parse_ts(text: str) -> datetime:
 
 def read_events(path_or_text: str | Path) -> list[Event]:
     """Events in file order. A `Path`, or a string without a newline, is a file name."""
-    if isinstance(path_or_text, Path) or "\n" not in path_or_text:
-        text = Path(path_or_text).read_text(encoding="utf-8-sig")
-    else:
-        text = path_or_text
-    reader = csv.reader(io.StringIO(text, newline=""))
+    reader = csv_reader(path_or_text)
     try:
         return _rows(reader)
     except csv.Error as exc:

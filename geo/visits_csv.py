@@ -50,6 +50,17 @@ def _parse_ts(text: str) -> datetime:
     return dt if dt.tzinfo else dt.replace(tzinfo=UTC)
 
 
+def csv_reader(path_or_text: str | Path) -> Reader:
+    """A CSV reader over a file (a `Path`, or a string without a newline, is a file name) or
+    over CSV text (any other string)."""
+    if isinstance(path_or_text, Path) or "\n" not in path_or_text:
+        text = Path(path_or_text).read_text(encoding="utf-8-sig")
+    else:
+        text = path_or_text
+    # newline="": the csv module reads the line ends itself, a lone CR included, as its docs ask
+    return csv.reader(io.StringIO(text, newline=""))
+
+
 def read_visits_csv(path_or_text: str | Path) -> list[Visit]:
     """Visits from a CSV with header `user_id,place_id,ts` and optional `lat,lng`, in file order.
 
@@ -57,12 +68,7 @@ def read_visits_csv(path_or_text: str | Path) -> list[Visit]:
     `ts` is RFC 3339 (a missing offset means UTC) or Unix seconds. Empty lat and lng are allowed;
     one without the other is not. Raises `InvalidVisits` naming the line and column.
     """
-    if isinstance(path_or_text, Path) or "\n" not in path_or_text:
-        text = Path(path_or_text).read_text(encoding="utf-8-sig")
-    else:
-        text = path_or_text
-    # newline="": the csv module reads the line ends itself, a lone CR included, as its docs ask
-    reader = csv.reader(io.StringIO(text, newline=""))
+    reader = csv_reader(path_or_text)
     try:
         return _read_visit_rows(reader)
     except csv.Error as exc:  # e.g. a field past the module's limit: this is not CSV to us
