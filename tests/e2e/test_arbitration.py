@@ -79,7 +79,11 @@ async def test_the_better_campaign_wins_most_moments_and_the_other_is_still_expl
     assert candidates[winner]["eligible"] and "reason" not in candidates[winner]
     assert (candidates[loser]["eligible"], candidates[loser]["reason"]) == (True, "outranked")
     assert candidates[winner]["score"] >= candidates[loser]["score"]
-    assert candidates["better"]["p_conversion"] > 0.4 > 0.2 > candidates["worse"]["p_conversion"]
+    # `better` has hundreds of outcomes at 0.6; `worse` only the few it was explored with, so
+    # its posterior mean is wide (8 to 18 trials: 0.04 to 0.23 in repeated runs) and only its
+    # place below `better` is a claim that holds on every run.
+    assert candidates["better"]["p_conversion"] > 0.4
+    assert candidates["worse"]["p_conversion"] < candidates["better"]["p_conversion"]
     # No purchases: low history, a newcomer's potential — the value matrix's low tier.
     assert mine["context"]["tier"] == "low"
     other = next(token for device, token in tokens.items() if device != owner)
