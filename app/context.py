@@ -97,7 +97,7 @@ async def customer_context(conn: Connection, key: str, intent_model: IntentModel
                            value_model: ValueModel, predictor: Predictor,
                            now: datetime) -> CustomerContext | None:
     """The context of the customer a key names (a customer id, or `device:<uuid>` for a
-    device without one), or None when no device belongs to it."""
+    device without one), or None when neither a device nor an imported transaction names it."""
     signals = await customer_store.signals_of_key(conn, key, now)
     if signals is None:
         return None

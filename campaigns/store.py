@@ -7,7 +7,7 @@ says whether a campaign is live.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 from uuid import UUID, uuid4
 
@@ -57,11 +57,14 @@ WHERE EXISTS (SELECT 1 FROM jsonb_array_elements_text(spec->'trigger'->'store_id
               WHERE g::uuid = any($2::uuid[]))
 ORDER BY id
 """
-# Arbitration's evidence: sent deliveries whose outcome is known, per campaign and learning
-# bucket. A conversion is a redemption, or a `purchase` signal of the device within the offer's
-# life (moment to expiry, none later than now) at the delivery's store or naming no store; an open
-# without a conversion counts as $3 of one (`campaigns/arbitrate.py` says why). A delivery is
-# known once converted, dismissed, or past its expiry.
+# Arbitration's evidence: sent deliveries of the last EVIDENCE_DAYS whose outcome is known, per
+# campaign and learning bucket. A conversion is a redemption, or a `purchase` signal of the
+# customer (any device with the delivery device's customer_id; the device alone when it has none)
+# within the offer's life (moment to expiry, none later than now) at the delivery's store or naming
+# no store; an open without a conversion counts as $3 of one (`campaigns/arbitrate.py` says why).
+# A delivery is known once converted, dismissed, or past its expiry. The window keeps the query's
+# cost bounded as deliveries accumulate and lets the rates follow a campaign whose appeal changes.
+EVIDENCE_DAYS = 90
 OUTCOMES = """
 SELECT campaign_id, bucket, count(*)::float8 AS trials,
        count(*) FILTER (WHERE converted)
@@ -72,13 +75,17 @@ FROM (
            d.opened_at IS NOT NULL AS opened,
            d.dismissed_at IS NOT NULL OR d.expires_at <= $2 AS closed
     FROM deliveries d
+    JOIN devices dv ON dv.id = d.device_id
     LEFT JOIN LATERAL (
         SELECT true AS bought FROM signals s
-        WHERE s.device_id = d.device_id AND s.kind = 'purchase'
+        WHERE s.device_id = any(CASE WHEN dv.customer_id IS NULL THEN ARRAY[dv.id] ELSE ARRAY(
+                  SELECT c.id FROM devices c WHERE c.customer_id = dv.customer_id) END)
+          AND s.kind = 'purchase'
           AND s.ts >= d.moment_at AND s.ts < d.expires_at AND s.ts <= $2
           AND coalesce(s.attributes ->> 'store_id', d.store_id::text) = d.store_id::text
         LIMIT 1) p ON true
     WHERE d.campaign_id = any($1::uuid[]) AND d.why IS NOT NULL AND d.status = 'sent'
+      AND d.moment_at > $4
 ) t
 WHERE converted OR closed
 GROUP BY 1, 2
@@ -97,7 +104,8 @@ async def outcomes(conn: Connection, campaign_ids: Sequence[UUID],
                    now: datetime) -> dict[tuple[UUID, str], Outcomes]:
     if not campaign_ids:
         return {}
-    rows = await conn.fetch(OUTCOMES, campaign_ids, now, OPENED_WEIGHT)
+    rows = await conn.fetch(OUTCOMES, campaign_ids, now, OPENED_WEIGHT,
+                            now - timedelta(days=EVIDENCE_DAYS))
     return {(r["campaign_id"], r["bucket"]): Outcomes(r["trials"], r["conversions"])
             for r in rows}
 

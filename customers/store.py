@@ -41,8 +41,11 @@ SELECT ts, kind, attributes FROM (
     ORDER BY s.ts DESC LIMIT $5
 ) recent ORDER BY ts
 """
+# A customer is known by a device that gives its id or by imported transactions (a shop's
+# past buyer who has not installed the app yet still has a value worth reading).
 CUSTOMER_EXISTS = """
 SELECT exists(SELECT 1 FROM devices WHERE customer_id = $1)
+    OR exists(SELECT 1 FROM transactions WHERE customer_id = $1)
 """
 DEVICE_OF_KEY = "SELECT customer_id FROM devices WHERE id = $1"
 # Every customer's signals of a period, grouped by customer and in time order: what a refit of
@@ -108,7 +111,8 @@ async def customer_signals(conn: Connection, customer_id: str | None, device_id:
 
 
 async def signals_of_key(conn: Connection, key: str, now: datetime) -> list[Signal] | None:
-    """The signals of the customer a key names, or None when no device belongs to it."""
+    """The signals of the customer a key names (none for a customer known only by imported
+    transactions), or None when the key names nobody."""
     device_id = device_of_key(key)
     if device_id is not None:
         row = await conn.fetchrow(DEVICE_OF_KEY, device_id)

@@ -81,10 +81,13 @@ class World:
         return result
 
     async def device(self, *, marketing: bool = True, location: bool = True,
-                     token: str | None = None, timezone: str = "UTC") -> tuple[str, str]:
-        body = {"platform": "android", "fcm_token": token or f"tok-{secrets.token_hex(8)}",
-                "timezone": timezone,
-                "consent": {"location": location, "marketing_push": marketing}}
+                     token: str | None = None, timezone: str = "UTC",
+                     customer_id: str | None = None) -> tuple[str, str]:
+        body: dict[str, Any] = {
+            "platform": "android", "fcm_token": token or f"tok-{secrets.token_hex(8)}",
+            "timezone": timezone, "consent": {"location": location, "marketing_push": marketing}}
+        if customer_id is not None:
+            body["customer_id"] = customer_id
         reg = await self.api.ok("POST", "/v1/devices", self.app_token, json=body)
         return reg["device_id"], reg["device_token"]
 

@@ -96,6 +96,44 @@ async def test_a_purchase_at_the_store_within_the_offers_life_is_a_conversion(
         await conn.close()
 
 
+async def test_a_purchase_on_the_customers_other_device_converts_and_old_deliveries_age_out(
+    quiet_world: World,
+) -> None:
+    campaign = await quiet_world.campaign(name="learn me")
+    phone, phone_token = await quiet_world.device(customer_id="c-learn")
+    _, tablet_token = await quiet_world.device(customer_id="c-learn")
+    _, stranger_token = await quiet_world.device()
+    await quiet_world.walk_in(phone_token)
+    now = CLOCK()
+    rows = await quiet_world.sql(
+        "UPDATE deliveries SET status = 'sent', expires_at = $1::timestamptz + "
+        "interval '15 minutes' RETURNING why -> 'context' ->> 'bucket' AS bucket", now)
+    assert len(rows) == 1
+    key = (UUID(campaign["id"]), rows[0]["bucket"])
+    conn = await connect(quiet_world)
+
+    async def buy(token: str) -> None:
+        answer = await quiet_world.api.ok("POST", "/v1/signals", token, expect=202, json={
+            "signals": [{"kind": "purchase",
+                         "attributes": {"amount": "9.90", "store_id": quiet_world.store_id},
+                         "ts": (now - timedelta(seconds=5)).isoformat()}]})
+        assert answer["rejected"] == [], answer
+
+    try:
+        await buy(stranger_token)  # someone else's purchase converts nothing
+        assert await campaign_store.outcomes(conn, [UUID(campaign["id"])], now) == {}
+        await buy(tablet_token)  # the same customer, on another device: converted
+        assert await campaign_store.outcomes(conn, [UUID(campaign["id"])], now) == {
+            key: Outcomes(trials=1.0, conversions=1.0)}
+        # A delivery older than the evidence window no longer counts.
+        await quiet_world.sql("UPDATE deliveries SET moment_at = $1::timestamptz", now - timedelta(
+            days=campaign_store.EVIDENCE_DAYS, seconds=1))
+        assert await campaign_store.outcomes(conn, [UUID(campaign["id"])], now) == {}
+    finally:
+        await conn.close()
+    assert phone
+
+
 async def test_a_process_rereads_after_its_own_feedback_at_most_once_a_second_else_every_30_s(
     quiet_world: World,
 ) -> None:

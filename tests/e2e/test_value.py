@@ -12,6 +12,7 @@ import asyncio
 import time
 from typing import Any
 
+from tests.api.conftest import ADMIN_TOKEN
 from tests.clock import ago
 from tests.e2e.conftest import World
 from tests.e2e.test_context import customer_device
@@ -55,6 +56,12 @@ async def test_an_import_is_tiered_and_a_high_value_audience_fires_for_the_big_s
                          "expected_amount_90d": big_value["expected_amount_90d"]}
     assert big_value["expected_amount_90d"] > 10 * small_value["expected_amount_90d"] > 0
     assert (small_value["historical"], small_value["potential"]) == ("low", "low")
+    # A past buyer without the app yet: their context is their value, with no signals.
+    mid = await world.api.ok("GET", "/v1/customers/C-mid3/context")
+    assert mid["value"]["historical_amount"] == 4 * 29.0 and mid["intent"]["by_category"] == []
+    assert mid["micromoment"]["kind"] is None
+    unknown = await world.api.call("GET", "/v1/customers/C-nobody/context", ADMIN_TOKEN)
+    assert unknown.status_code == 404, unknown.text
 
     campaign = await world.campaign(audience={"value_tiers": ["high"]})
     await world.walk_in(big)
