@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from customers.value_eval import main
+from customers.value_eval import main, top_share_of_best
 
 START = datetime(2025, 1, 1, tzinfo=UTC)
 UNTIL = datetime(2025, 9, 30, tzinfo=UTC)
@@ -62,6 +62,17 @@ def test_evaluate_writes_every_customer_seen_and_compares_with_rfm(
     baseline = next(line for line in printed.splitlines() if line.startswith("RFM baseline"))
     assert float(model.split()[2]) > 0.3  # expected vs actual spend rank correlation
     assert 0.0 <= float(baseline.split()[2]) <= 1.0
+
+
+def test_the_baselines_group_takes_the_tie_at_its_cut_in_proportion() -> None:
+    actual = {f"c{i}": float(i) for i in range(10)}  # the top 20 %: c9 and c8
+    scores = {"c9": 3.0, "c0": 3.0, "c8": 2.0, "c1": 2.0, "c2": 2.0, "c3": 2.0} | {
+        f"c{i}": 1.0 for i in range(4, 8)}
+    # Two best: c9 or c0 (one hit), both taken whole.
+    assert top_share_of_best(scores, 2, actual) == 0.5
+    # Three best: c9 and c0, then one of the four tied at 2.0 (c8 among them): 1 + 1/4 hits.
+    assert top_share_of_best(scores, 3, actual) == (1 + 1 / 4) / 2
+    assert top_share_of_best(scores, 6, actual) == 1.0
 
 
 @pytest.mark.parametrize(("name", "text", "message"), [
