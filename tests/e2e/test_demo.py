@@ -41,7 +41,7 @@ async def _replay(database_url: str) -> DemoRun:
         settings = settings_for(database_url, run_dispatcher=True, fcm_endpoint=emulator_url,
                                 dispatch_lease_seconds=2.0)
         async with AsyncTestClient(app=create_app(settings, clock=CLOCK)) as client, \
-                httpx.AsyncClient(base_url=emulator_url) as emulator:
+                httpx.AsyncClient(base_url=emulator_url, timeout=30.0) as emulator:
             out = io.StringIO()
             result = await demo.Demo(client, emulator, ADMIN_TOKEN, out, pace=0.0,
                                      clock=CLOCK).run()
