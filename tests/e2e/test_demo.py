@@ -13,7 +13,7 @@ import json
 import random
 import uuid
 from collections.abc import Iterator
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 import asyncpg
 import httpx
@@ -25,7 +25,9 @@ from app.dsn import with_database
 from app.main import create_app
 from campaigns.model import CampaignSpec
 from customers.model import CART_ADD, CHECKOUT, DIRECTIONS, PRODUCT_VIEW, PURCHASE, SEARCH
-from fixtures import demo, district, shoppers
+from customers.transactions_csv import columns_of, parse_rows
+from customers.value import PRIOR, Purchase, histories, value_matrix
+from fixtures import demo, district, purchases, shoppers
 from geo.fences import Geometry, validate
 from geo.model import FeatureCollection, StoreIn
 from geo.pings import SignalIn, check_attributes, check_time
@@ -41,7 +43,7 @@ async def _replay(database_url: str) -> DemoRun:
         settings = settings_for(database_url, run_dispatcher=True, fcm_endpoint=emulator_url,
                                 dispatch_lease_seconds=2.0)
         async with AsyncTestClient(app=create_app(settings, clock=CLOCK)) as client, \
-                httpx.AsyncClient(base_url=emulator_url) as emulator:
+                httpx.AsyncClient(base_url=emulator_url, timeout=30.0) as emulator:
             out = io.StringIO()
             result = await demo.Demo(client, emulator, ADMIN_TOKEN, out, pace=0.0,
                                      clock=CLOCK).run()
@@ -102,8 +104,9 @@ def test_the_campaigns_are_valid_and_cover_every_trigger_kind() -> None:
 def test_audience_campaigns_cover_buy_with_a_category_and_go_and_leave_plain_ones_for_all() -> None:
     doc = json.loads(district.CAMPAIGNS_PATH.read_text())
     audiences = [c["audience"] for c in doc["campaigns"] if "audience" in c]
-    assert any("buy" in a["micromoments"] and a.get("categories") for a in audiences)
-    assert any("go" in a["micromoments"] for a in audiences)
+    assert any("buy" in a.get("micromoments", []) and a.get("categories") for a in audiences)
+    assert any("go" in a.get("micromoments", []) for a in audiences)
+    assert any(a.get("value_tiers") == ["high"] for a in audiences)
     assert len(audiences) < len(doc["campaigns"])
 
 
@@ -140,6 +143,38 @@ def test_some_shoppers_send_no_signals_so_audiences_have_someone_to_pass_by() ->
     assert 4 <= len(with_signals) <= len(doc["shoppers"]) - 4
 
 
+def _purchase_plan(seed: int, now: datetime) -> list[purchases.PastPurchase]:
+    doc = json.loads(shoppers.SHOPPERS_PATH.read_text())
+    stores = sorted(s.external_id for s in district.load_district())
+    return purchases.plan_purchases(doc, stores, random.Random(f"{seed}-purchases"), now)
+
+
+@pytest.mark.parametrize("seed", [7, 1, 2, 3, 4, 5])
+def test_the_purchase_histories_put_shoppers_in_each_tier_and_newcomers_low(seed: int) -> None:
+    # As the service tiers a fresh database's customers: too few to fit, so the shipped prior.
+    now = CLOCK()
+    planned = _purchase_plan(seed, now)
+    matrix = value_matrix(PRIOR, histories(
+        [Purchase(p.buyer, p.at, p.amount) for p in planned], now))
+    tiers = {name: matrix.of(name).tier for name in ("david", "gabrielle", "quentin", "amelie")}
+    assert tiers == {"david": "high", "gabrielle": "medium", "quentin": "low", "amelie": "low"}
+    assert (matrix.of("gabrielle").historical, matrix.of("gabrielle").potential) == ("high", "low")
+    assert len(matrix.values) < 50  # below the fit's minimum: the prior answers, in milliseconds
+
+
+def test_the_purchase_csv_is_importable_and_the_same_for_the_same_seed() -> None:
+    now = CLOCK()
+    planned = _purchase_plan(7, now)
+    ids = {s.external_id: str(uuid.uuid4()) for s in district.load_district()}
+    text = purchases.transactions_csv(planned, lambda name: f"demo-{name}", ids)
+    header, *lines = text.splitlines()
+    rows = parse_rows(lines, 2, columns_of(header), now)
+    assert len(rows) == len(planned) and all(ts < now for _, ts, _, _ in rows)
+    assert _purchase_plan(7, now) == planned != _purchase_plan(8, now)
+    assert purchases.totals(planned)["david"] == round(sum(
+        p.amount for p in planned if p.buyer == "david"), 2)
+
+
 def test_the_demo_imports_the_fixtures_and_its_shoppers_get_pushes(demo_run: DemoRun) -> None:
     result, output = demo_run
     stores = district.load_district()
@@ -171,7 +206,8 @@ def test_every_push_says_how_it_won_its_moment(demo_run: DemoRun) -> None:
 def test_audience_campaigns_push_only_in_their_micromoment_and_buy_and_go_both_happen(
         demo_run: DemoRun) -> None:
     result, output = demo_run
-    audiences = {cid: c["audience"] for cid, c in result.campaigns.items() if c.get("audience")}
+    audiences = {cid: c["audience"] for cid, c in result.campaigns.items()
+                 if (c.get("audience") or {}).get("micromoments")}
     targeted = [p for p in result.pushes if p.campaign_id in audiences]
     assert all(p.micromoment in audiences[p.campaign_id]["micromoments"] for p in targeted)
     assert {p.micromoment for p in targeted} >= {"buy", "go"}, output
@@ -181,9 +217,11 @@ def test_shoppers_without_signals_get_nothing_from_audience_campaigns_which_coun
         demo_run: DemoRun) -> None:
     result, output = demo_run
     audiences = {cid for cid, c in result.campaigns.items() if c.get("audience")}
+    by_signals = {cid for cid in audiences
+                  if "value_tiers" not in result.campaigns[cid]["audience"]}
     silent = {s.name for s in result.shoppers if not s.signals}
     assert [p.shopper for p in result.pushes
-            if p.campaign_id in audiences and p.shopper in silent] == [], output
+            if p.campaign_id in by_signals and p.shopper in silent] == [], output
     for cid in audiences:
         suppressed = result.stats[cid]["suppressed"]["audience"]
         name = result.campaigns[cid]["name"]
@@ -197,3 +235,45 @@ def test_the_demo_ends_with_the_context_of_the_shoppers_who_sent_signals(
     sent = {s.name for s in result.shoppers if s.signals}
     assert sent < set(result.contexts), output
     assert result.contexts["chloe"]["micromoment"]["kind"] == "buy", output
+
+
+def test_the_shoppers_with_a_purchase_history_are_in_other_tiers_than_low(
+        demo_run: DemoRun) -> None:
+    result, output = demo_run
+    assert {name: v["tier"] for name, v in result.values.items() if v["historical_amount"] > 0} \
+        == {"david": "high", "gabrielle": "medium", "quentin": "low"}, output
+    tiers = {p.shopper: p.tier for p in result.pushes}
+    assert (tiers["david"], tiers["gabrielle"]) == ("high", "medium"), output
+    assert "tier high (historical high × potential high)" in output
+    assert "tier medium (historical high × potential low)" in output
+    table = output[output.index("their value now"):]
+    assert all(name in table for name in ("david", "gabrielle", "quentin")), output
+
+
+def test_a_high_tier_offer_goes_to_the_high_value_shopper_and_the_low_one_is_told_why_not(
+        demo_run: DemoRun) -> None:
+    result, output = demo_run
+    club = next(cid for cid, c in result.campaigns.items()
+                if (c.get("audience") or {}).get("value_tiers") == ["high"])
+    franprix = {p.shopper: p for p in result.pushes if p.store == "Franprix Cler-Grenelle"}
+    assert franprix["david"].campaign_id == club, output
+    quentin = franprix["quentin"]
+    assert quentin.campaign_id != club and quentin.why is not None, output
+    held = next(c for c in quentin.why["candidates"] if c["campaign_id"] == club)
+    assert (held["reason"], held["detail"]) == ("audience", "tier low not in [high]")
+    assert result.stats[club]["suppressed"]["audience"] >= 1
+    assert f"{result.campaigns[club]['name']}: audience (tier low not in [high])" in output
+
+
+def test_an_expected_value_draw_decides_between_offers_of_one_priority_and_other_values(
+        demo_run: DemoRun) -> None:
+    result, output = demo_run
+    drawn = [p for p in result.pushes
+             if p.why is not None and p.why["chosen"]["rule"] == "expected value draw"]
+    assert drawn, output
+    for push in drawn:
+        assert push.why is not None
+        scored = [c for c in push.why["candidates"] if c.get("score") is not None]
+        assert len({c["value"] for c in scored}) == len(scored) >= 2, push.why
+        assert max(scored, key=lambda c: c["score"])["campaign_id"] == push.campaign_id
+    assert "won by expected value draw (drawn score" in output

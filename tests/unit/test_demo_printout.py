@@ -1,6 +1,7 @@
 """`make demo`'s printout, as tables: a push with the context its delivery kept prints the
-micromoment on its line and the evidence and p_buy below; a shopper's signals print as one line;
-a customer's context names its strongest, most specific category; an audience reads in words.
+micromoment on its line and the evidence, p_buy and value tier below; a shopper's signals print as
+one line; a customer's context names its strongest, most specific category; an audience reads in
+words; the customers' value prints as a table.
 """
 
 from __future__ import annotations
@@ -19,7 +20,9 @@ from fixtures.printout import (
     context_lines,
     intent_line,
     push_lines,
+    tiers_line,
     top_category,
+    value_lines,
 )
 from fixtures.shoppers import Shopper, ShopperSignal
 
@@ -125,6 +128,9 @@ def test_a_context_line_gives_micromoment_p_buy_model_and_strongest_category() -
                  "buy in cheese ≥ 0.30", id="a micromoment, a category and a minimum intent"),
     pytest.param({"categories": ["wine", "cheese"]}, "any moment in wine or cheese",
                  id="categories without micromoments are any moment's"),
+    pytest.param({"value_tiers": ["high"]}, "tier high", id="a value tier alone"),
+    pytest.param({"micromoments": ["buy"], "value_tiers": ["medium", "high"]},
+                 "buy tier medium/high", id="a micromoment and value tiers"),
 ])
 def test_an_audience_in_words(audience: dict[str, Any] | None, text: str) -> None:
     assert audience_text(audience) == text
@@ -158,3 +164,64 @@ def test_a_push_says_how_it_won_its_moment(why: dict[str, Any], line: str) -> No
 
 def test_a_push_without_why_prints_no_line_for_it() -> None:
     assert len(push_lines(push(BUY), None)) == 2
+
+
+HIGH = {"historical": "high", "potential": "medium", "tier": "high",
+        "historical_amount": 1633.92, "expected_amount_90d": 532.6}
+NEWCOMER = {"historical": "low", "potential": "medium", "tier": "low",
+            "historical_amount": 0.0, "expected_amount_90d": 15.94}
+
+
+def valued(value: dict[str, Any] | None) -> Shopper:
+    return dataclasses.replace(shopper(), value=value)
+
+
+def with_tier(tier: str) -> Push:
+    return dataclasses.replace(push(NONE), why={**ONLY, "context": {"tier": tier}})
+
+
+@pytest.mark.parametrize(("shown", "who", "tail"), [
+    pytest.param(with_tier("high"), valued(HIGH), " · tier high (historical high × potential "
+                 "medium)", id="the tier the decision read, with the shopper's two levels"),
+    pytest.param(with_tier("unknown"), valued(HIGH), " · tier unknown",
+                 id="a tier other than the shopper's is printed as the decision read it"),
+    pytest.param(with_tier("low"), None, " · tier low",
+                 id="a push to an unknown device prints the tier alone"),
+    pytest.param(push(NONE), valued(HIGH), "",
+                 id="a delivery without why prints no tier"),
+])
+def test_a_push_prints_the_value_tier_after_its_context(shown: Push, who: Shopper | None,
+                                                        tail: str) -> None:
+    assert push_lines(shown, who)[1].removeprefix(INDENT) == \
+        f"↳ no micromoment · p_buy 0.004 (fitted model){tail}"
+
+
+def test_a_tier_that_does_not_fit_the_line_goes_whole_to_the_next() -> None:
+    rest = push_lines(dataclasses.replace(push(LONG), why={**ONLY, "context": {"tier": "high"}}),
+                      valued(HIGH))[1:-1]
+    assert rest[-1] == f"{INDENT}  · tier high (historical high × potential medium)"
+    assert all(len(line) <= 132 for line in rest)
+
+
+def test_a_rival_held_back_by_an_audience_says_which_part() -> None:
+    why = {**DRAWN, "candidates": [*DRAWN["candidates"][:1], {
+        "campaign_id": "c-3", "eligible": False, "reason": "audience",
+        "detail": "tier low not in [high]"}]}
+    shown = dataclasses.replace(push(BUY), why=why, campaign_names={"c-3": "club"})
+    assert push_lines(shown, None)[-1].strip().endswith(
+        "over club: audience (tier low not in [high])")
+
+
+def test_the_tiers_line_names_the_buyers_and_counts_the_newcomers() -> None:
+    shoppers = [dataclasses.replace(valued(HIGH), name="david"), valued(NEWCOMER),
+                dataclasses.replace(valued(NEWCOMER), name="lea")]
+    assert tiers_line(shoppers).endswith(": david high, the 2 without purchases low")
+
+
+def test_the_value_table_gives_tier_levels_and_amounts_and_a_newcomer_stands_for_all() -> None:
+    _, header, david, chloe = value_lines({"david": HIGH, "chloe": NEWCOMER}, newcomers=5)
+    assert header.split() == ["customer", "tier", "historical", "potential",
+                              "historical_amount", "expected_amount_90d"]
+    assert david.split() == ["david", "high", "high", "medium", "1633.92", "532.60"]
+    assert chloe.split()[:6] == ["chloe", "low", "low", "medium", "0.00", "15.94"]
+    assert chloe.endswith("(a newcomer, like the 4 other shoppers without purchases)")
