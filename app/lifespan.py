@@ -113,6 +113,7 @@ async def push_delivery(app: Litestar) -> AsyncIterator[None]:
         dispatcher = dispatcher_of(
             settings, app.state.pool, gateway,
             on_result=lambda outcome: app.state.metrics.push_results.labels(outcome).inc(),
+            on_latency=app.state.metrics.push_latency.observe,
             clock=app.state.clock,
         )
         stop = asyncio.Event()
@@ -140,6 +141,7 @@ def gateway_of(settings: Settings, endpoint: str | None) -> FcmGateway:
 
 def dispatcher_of(settings: Settings, pool: asyncpg.Pool, gateway: FcmGateway, *,
                   on_result: Callable[[str], None] | None = None,
+                  on_latency: Callable[[float], None] | None = None,
                   clock: Clock = system_clock) -> Dispatcher:
     """The dispatcher `settings` describe (lease, backoff), in the server or alone
     (`python -m campaigns.dispatch`)."""
@@ -148,4 +150,4 @@ def dispatcher_of(settings: Settings, pool: asyncpg.Pool, gateway: FcmGateway, *
         backoff=Backoff(base_seconds=settings.dispatch_backoff_base_seconds,
                         cap_seconds=settings.dispatch_backoff_cap_seconds,
                         max_attempts=settings.dispatch_max_attempts),
-        on_result=on_result, clock=clock)
+        on_result=on_result, on_latency=on_latency, clock=clock)

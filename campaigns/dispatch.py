@@ -67,9 +67,14 @@ RENEW_LEASE = """
 UPDATE deliveries SET claimed_at = $2
 WHERE id = any($1::uuid[]) AND status = 'sending' AND claimed_at = $3
 """
+# sent_at is when FCM accepted the push (on its last, accepted attempt); created_at is when the
+# ping batch that triggered it was received. Their difference is the push's latency, returned for
+# the metric; a negative one (the clocks of two machines disagreeing) counts as 0, as in the stats.
 MARK_SENT = """
-UPDATE deliveries SET status = 'sent', sent_at = $3, fcm_message_name = m, error_code = NULL
-FROM unnest($1::uuid[], $2::text[]) AS t(i, m) WHERE id = i AND status = 'sending'
+UPDATE deliveries d SET status = 'sent', sent_at = a, fcm_message_name = m, error_code = NULL
+FROM unnest($1::uuid[], $2::text[], $3::timestamptz[]) AS t(i, m, a)
+WHERE d.id = i AND d.status = 'sending'
+RETURNING extract(epoch FROM greatest(a - d.created_at, interval '0'))::float8 AS latency
 """
 MARK_FINAL = """
 UPDATE deliveries SET status = s, error_code = e
@@ -110,13 +115,17 @@ class Dispatcher:
     def __init__(self, pool: asyncpg.Pool, gateway: FcmGateway, *, batch_size: int = BATCH_SIZE,
                  lease: timedelta = LEASE, backoff: Backoff | None = None,
                  on_result: Callable[[str], None] | None = None,
+                 on_latency: Callable[[float], None] | None = None,
                  clock: Callable[[], datetime] = lambda: datetime.now(UTC)) -> None:
+        """`on_result` hears each outcome; `on_latency`, for each delivery recorded as sent,
+        the seconds from its ping batch's receipt to FCM's acceptance (retries included)."""
         self.pool = pool
         self.gateway = gateway
         self.batch_size = batch_size
         self.lease = lease
         self.backoff = backoff or Backoff()
         self.on_result = on_result
+        self.on_latency = on_latency
         self.clock = clock
 
     async def claim(self, now: datetime) -> list[asyncpg.Record]:
@@ -210,10 +219,13 @@ class Dispatcher:
                     final.append((r.delivery_id, "expired", r.error_code))
                 else:
                     retry.append((r.delivery_id, at, r.error_code))
+        latencies: list[float] = []
         async with self.pool.acquire() as conn, conn.transaction():
             if sent:
-                await conn.execute(MARK_SENT, [r.delivery_id for r in sent],
-                                   [r.message_name for r in sent], now)
+                marked = await conn.fetch(MARK_SENT, [r.delivery_id for r in sent],
+                                          [r.message_name for r in sent],
+                                          [r.accepted_at or now for r in sent])
+                latencies = [row["latency"] for row in marked]
             if final:
                 await conn.execute(MARK_FINAL, *map(list, zip(*final, strict=True)))
             if retry:
@@ -223,6 +235,9 @@ class Dispatcher:
         if self.on_result is not None:
             for r in results:
                 self.on_result(r.outcome)
+        if self.on_latency is not None:
+            for seconds in latencies:
+                self.on_latency(seconds)
 
     async def run(self, dsn: str, stop: asyncio.Event) -> None:
         """Drain the outbox until `stop` is set, woken at once by NOTIFY on new deliveries."""

@@ -71,6 +71,9 @@ class SendResult(msgspec.Struct, frozen=True):
     message_name: str | None = None
     error_code: str | None = None
     retry_after_seconds: float | None = None
+    # "sent": the instant FCM's acceptance was heard (the clock read as its answer arrived),
+    # which becomes the delivery's `sent_at`; the dispatcher records outcomes a little later.
+    accepted_at: datetime | None = None
 
 
 def build_message(push: OutgoingPush, now: datetime) -> messaging.Message | None:
@@ -364,7 +367,8 @@ class FcmGateway:
                                   retry_after_seconds=_retry_after(error, clock()))
         [answer] = response.responses
         if answer.success:
-            return SendResult(push.delivery_id, "sent", message_name=answer.message_id)
+            return SendResult(push.delivery_id, "sent", message_name=answer.message_id,
+                              accepted_at=clock())
         return classify(push.delivery_id, answer.exception, clock(),
                         quota_floor_seconds=self._quota_floor)
 

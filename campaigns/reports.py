@@ -12,6 +12,7 @@ from uuid import UUID
 
 import msgspec
 
+from campaigns.latency import Latency, latency
 from campaigns.why import Why
 from customers.context import MomentEvidence
 from geo.errors import Conflict, NotFound
@@ -66,6 +67,7 @@ class Stats(msgspec.Struct, kw_only=True, frozen=True):
     suppressed: dict[str, int]
     predicted: int
     predicted_arrived: int
+    latency_ms: Latency  # ping received -> FCM accepted, over the sent deliveries
 
 
 # A device body: unknown fields are ignored, so a newer app's events still count.
@@ -134,6 +136,7 @@ async def stats(conn: Connection, campaign_id: UUID) -> Stats:
         expired=counts["expired"], opened=counts["opened"], dismissed=counts["dismissed"],
         redeemed=counts["redeemed"], suppressed=suppressed, predicted=counts["predicted"],
         predicted_arrived=counts["predicted_arrived"],
+        latency_ms=await latency(conn, campaign_id),
     )
 
 

@@ -155,7 +155,9 @@ class CampaignController(Controller):
          opt=admits(*STAFF, action="read campaign reports"))
     async def stats(self, campaign_id: UUID, pool: asyncpg.Pool) -> reports.Stats:
         """What the campaign achieved: every moment it matched, counted once, as a delivery
-        (queued, sent, failed, expired; opened, redeemed) or a suppression with its reason."""
+        (queued, sent, failed, expired; opened, redeemed) or a suppression with its reason;
+        and `latency_ms`, the p50/p95/p99 from a ping batch's receipt to FCM accepting the push
+        it triggered (retries included), null while nothing was sent."""
         async with pool.acquire() as conn, conn.transaction(isolation="repeatable_read"):
             await store.get_campaign(conn, campaign_id)
             return await reports.stats(conn, campaign_id)

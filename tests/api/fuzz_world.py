@@ -22,10 +22,11 @@ from tests.api.conftest import ADMIN_TOKEN
 
 ROLES = ("admin", "campaign_manager", "store_manager", "app", "device")
 
+# Its ping batch arrived at the moment and FCM accepted the push 350 ms later.
 SENT_DELIVERY = """
 INSERT INTO deliveries (id, campaign_id, device_id, moment_key, trigger_kind, fence_id,
-                        store_id, moment_at, expires_at, status, attempts, sent_at)
-VALUES ($1, $2, $3, $4, 'enter', $5, $6, $7, $8, 'sent', 1, $7)
+                        store_id, moment_at, expires_at, status, attempts, created_at, sent_at)
+VALUES ($1, $2, $3, $4, 'enter', $5, $6, $7, $8, 'sent', 1, $7, $7::timestamptz + interval '350 ms')
 """
 
 

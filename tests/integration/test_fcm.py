@@ -390,6 +390,19 @@ async def test_a_push_that_waited_its_turn_carries_the_lifetime_left_when_it_lea
 
 
 @in_module_loop
+async def test_a_sent_push_is_accepted_when_fcm_answers_not_when_it_left(
+        fcm_gateway: FcmGateway, fcm_emulator: httpx.AsyncClient) -> None:
+    (await fcm_emulator.post("/emulator/latency", json={"delay_ms": 300})).raise_for_status()
+    clock = PinnedClock(NOW)
+
+    [result] = await fcm_gateway.send([push()], clock)
+
+    assert result.outcome == "sent"
+    assert result.accepted_at is not None
+    assert result.accepted_at - NOW >= timedelta(milliseconds=300)
+
+
+@in_module_loop
 async def test_clearing_the_emulator_forgets_what_it_received(
         fcm_gateway: FcmGateway, fcm_emulator: httpx.AsyncClient) -> None:
     await fcm_gateway.send([push()], NOW)
