@@ -139,6 +139,18 @@ class World:
         items: list[dict[str, Any]] = page["items"]
         return items
 
+    async def settled_rows(self, campaign_id: str, seconds: float = 15.0) -> list[dict[str, Any]]:
+        """The campaign's deliveries once none is queued or sending any more: the emulator may
+        hold a message before the dispatcher has recorded its outcome (it saves outcomes in
+        groups), so a row read the instant a message arrives can still say `sending`."""
+        deadline = time.monotonic() + seconds
+        while True:
+            rows = await self.delivery_rows(campaign_id)
+            if all(r["status"] not in ("queued", "sending") for r in rows) or \
+                    time.monotonic() > deadline:
+                return rows
+            await asyncio.sleep(0.05)
+
 
 @pytest.fixture
 async def world(database_url: str) -> AsyncIterator[World]:

@@ -76,7 +76,7 @@ async def test_two_503s_then_success_deliver_one_message(world: World) -> None:
     await world.walk_in(token)
     messages = await world.wait_for(lambda m: len(m) >= 1, seconds=15)
     assert len(messages) == 1
-    (delivery,) = await world.delivery_rows(campaign["id"])
+    (delivery,) = await world.settled_rows(campaign["id"])
     assert (delivery["status"], delivery["attempts"]) == ("sent", 3)
 
 
