@@ -22,9 +22,9 @@ FeedbackKind = Literal["opened", "dismissed", "redeemed"]
 
 # The contract's suppression reasons (`audience`: a moment outside the campaign's audience), plus
 # those the decision rules add: a moment already older than the offer's TTL, a prediction below
-# min_probability, and losing to a better campaign.
+# min_probability, losing to a better campaign, and a device in the global control group.
 SUPPRESSION_KEYS = ("consent", "quiet_hours", "cap", "cooldown", "holdout", "policy", "schedule",
-                    "audience", "moment_expired", "probability", "outranked")
+                    "audience", "moment_expired", "probability", "outranked", "global_holdout")
 _REASON_KEY = {"expired": "moment_expired"}
 
 
