@@ -12,6 +12,7 @@ from uuid import UUID
 
 import msgspec
 
+from campaigns import attribution
 from campaigns.why import Why
 from customers.context import MomentEvidence
 from geo.errors import Conflict, NotFound
@@ -66,6 +67,10 @@ class Stats(msgspec.Struct, kw_only=True, frozen=True):
     suppressed: dict[str, int]
     predicted: int
     predicted_arrived: int
+    # Purchases credited to the campaign's pushes, last touch within 24 h, and their amounts
+    # (`campaigns/attribution.py`).
+    conversions: int = 0
+    revenue: float = 0.0
 
 
 # A device body: unknown fields are ignored, so a newer app's events still count.
@@ -128,12 +133,14 @@ async def stats(conn: Connection, campaign_id: UUID) -> Stats:
     for row in await conn.fetch(SUPPRESSION_COUNTS, campaign_id):
         key = _REASON_KEY.get(row["reason"], row["reason"])
         suppressed[key] = suppressed.get(key, 0) + row["n"]
+    credited = await attribution.credited(conn, campaign_id)
     return Stats(
         triggered=counts["total"] + sum(suppressed.values()),
         queued=counts["queued"], sent=counts["sent"], failed=counts["failed"],
         expired=counts["expired"], opened=counts["opened"], dismissed=counts["dismissed"],
         redeemed=counts["redeemed"], suppressed=suppressed, predicted=counts["predicted"],
-        predicted_arrived=counts["predicted_arrived"],
+        predicted_arrived=counts["predicted_arrived"], conversions=credited.conversions,
+        revenue=credited.revenue,
     )
 
 
