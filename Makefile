@@ -39,6 +39,7 @@ bench: $(STAMP)
 	$(PY) -m bench.fence_match
 	$(PY) -m bench.predict
 	$(PY) -m bench.catalog_refresh
+	$(PY) -m bench.uplift
 	$(PY) -m bench.context
 	$(PY) -m bench.e2e --concurrency 32
 	$(PY) -m bench.e2e --concurrency 32 --skip-context

@@ -29,6 +29,7 @@ from app.db import init_connection
 from app.learning import Learner
 from app.tasks import running
 from campaigns import store as campaign_store
+from campaigns.assignments import campaign_stores
 from campaigns.model import Campaign, Policy
 from geo.fences import shape_from_stored
 from geo.index import FenceIndex, IndexedFence, LayeredIndex
@@ -99,17 +100,14 @@ class CatalogView:
     def predicted_targets(self) -> set[UUID]:
         """Stores some active `predicted_next` campaign may fire for."""
         stores: set[UUID] = set()
-        fences = self.index.fences
         for c in self.campaigns:
-            t = c.trigger
-            if t.kind != "predicted_next":
-                continue
-            stores.update(t.store_ids)
-            stores.update(fences[f].store_id for f in t.geofence_ids if f in fences)
-            if t.tags:
-                wanted = set(t.tags)
-                stores.update(s for s, tags in self.store_tags.items() if wanted & set(tags))
+            if c.trigger.kind == "predicted_next":
+                stores.update(self.campaign_stores(c) or ())
         return stores
+
+    def campaign_stores(self, campaign: Campaign) -> list[UUID] | None:
+        """The stores the campaign's trigger covers (None: every store)."""
+        return campaign_stores(campaign.trigger, self.index.fences, self.store_tags)
 
 
 @dataclass

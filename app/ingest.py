@@ -20,7 +20,7 @@ from app.context import with_context
 from app.intent import IntentModel
 from app.prediction import Predictor, recent_visits
 from app.value import ValueModel
-from campaigns import outbox
+from campaigns import assignments, outbox
 from campaigns.arbitrate import Evidence
 from campaigns.decide import DeviceContext, Moment, PastPush, decide
 from campaigns.devices import Device
@@ -268,6 +268,8 @@ async def decide_moments(conn: Connection, catalog: CatalogView, device: Device,
     past: list[PastPush] = await outbox.history(
         conn, device.id, now - outbox.history_horizon(campaigns))
     context = device_context(device)
+    key = customer_key(device.customer_id, device.id)
+    by_id = {c.id: c for c in campaigns}
     queued = 0
     for moment, evidence in sorted(moments, key=lambda m: m[0].occurred_at):
         decision = decide(moment, context, campaigns, catalog.policy, past, now, learned)
@@ -275,4 +277,8 @@ async def decide_moments(conn: Connection, catalog: CatalogView, device: Device,
         if push is not None:
             past.append(push)
             queued += 1
+        # Treated and control moments, for measurement; held-out ones pace the next moments.
+        past.extend(await assignments.record(
+            conn, decision, queued=push is not None, customer_key=key, campaigns=by_id,
+            stores_of=catalog.campaign_stores, now=now))
     return queued

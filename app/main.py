@@ -36,6 +36,7 @@ from app.routes.customers import CustomerController
 from app.routes.deliveries import DeliveryController
 from app.routes.devices import DeviceController
 from app.routes.keys import ApiKeyController
+from app.routes.measurement import MeasurementController
 from app.routes.ops import healthz, metrics, readyz
 from app.routes.pings import PingController
 from app.routes.stores import GeofenceController, StoreController
@@ -71,8 +72,8 @@ def create_app(settings: Settings, *, clock: Clock = system_clock) -> Litestar:
         route_handlers=[
             ApiKeyController, StoreController, GeofenceController, DeviceController,
             PingController, CampaignController, PolicyController, CustomerController,
-            DeliveryController, VisitController, TransactionController, AuditController, healthz,
-            readyz, metrics,
+            DeliveryController, VisitController, TransactionController, AuditController,
+            MeasurementController, healthz, readyz, metrics,
         ],
         dependencies={
             "pool": Provide(provide_pool),

@@ -1,9 +1,9 @@
 """The next best action: which of a moment's surviving campaigns goes out, and why.
 
 One rule: arbitration only ranks campaigns that passed every decision rule (consent, schedule,
-quiet hours, policy, caps, cooldown, expiry, holdout — `campaigns/decide.py` runs them first), so
+quiet hours, policy, caps, cooldown, expiry — `campaigns/decide.py` runs them first), so
 exploring can never break a cap, a consent or a quiet hour: a suppressed campaign is not a
-candidate here at all.
+candidate here at all. Holdouts come after, on the winner (`campaigns/holdout.py`).
 
 Among the survivors the highest `priority` wins outright. Within the top priority each campaign
 scores a Thompson draw of its expected value: p × `value`, where p is drawn from the posterior of

@@ -26,15 +26,27 @@ is the campaign's one reason:
     cooldown     this campaign pushed for the same fence (the same store when the moment has no
                  fence) less than `cooldown_seconds` ago
     expired      the moment is `offer_ttl_seconds` old or older: the offer would already be void
-    holdout      the device is in the campaign's deterministic holdout group; last, so that a
-                 held-out device counts only when it would otherwise have received the offer
 
 The device-wide rules (consent, quiet_hours, policy) are evaluated once per moment but recorded
 per campaign, so each campaign's stats say why it did not go out. Survivors — and only
 survivors — compete (`campaigns/arbitrate.py`): the highest `priority` wins outright; within it,
 the best Thompson-drawn expected value (learned P(conversion) × `value`); exact ties go to the
 latest `activated_at`, then the latest `created_at`, then the greater id (arbitrary, but stable).
+Then the holdouts (`campaigns/holdout.py`), last, so that a held-out moment is one that would
+really have been sent:
+
+    holdout         the winner holds the device in its holdout group: the moment is that
+                    campaign's control, and arbitration runs again among the other survivors
+    global_holdout  the device is in the policy's global control group: the campaign that would
+                    have gone out is suppressed with this reason, and nothing is sent
+
 The other survivors are suppressed as `outranked`. The decision carries its `Why`.
+
+A device's history holds its would-be pushes too (`PastPush.held_out`: the moments a campaign's
+holdout kept from it), and each campaign's cap, cooldown and policy count that campaign's own
+would-be pushes as if they had been sent. Otherwise a held-out device, never pushed, would
+match the campaign again and again where a treated one is capped, and the control group would
+pile up moments the treated group cannot have.
 
 Windows are half-open: a push exactly N seconds old no longer counts against an N-second window,
 and a time exactly at a window's end (daypart `to`, quiet hours `to`, `ends_at`) is outside it.
@@ -42,18 +54,25 @@ and a time exactly at a window's end (daypart `to`, quiet hours `to`, `ends_at`)
 
 from __future__ import annotations
 
-import hashlib
 from collections.abc import Callable, Sequence
-from datetime import UTC, datetime, time, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Literal
 from uuid import UUID
 from zoneinfo import ZoneInfo
 
 import msgspec
 
-from campaigns.arbitrate import Evidence, arbitrate, seed_of
+from campaigns import pressure
+from campaigns.arbitrate import Evidence, seed_of
 from campaigns.audience import audience_failure
-from campaigns.model import Campaign, Daypart, Policy, QuietHours, Trigger, minutes_of
+from campaigns.holdout import arbitrate_with_holdouts, in_global_holdout
+from campaigns.local_time import in_daypart
+from campaigns.model import Campaign, Policy, Trigger
+
+# The decision's inputs, defined with the rules that read them and re-exported here.
+from campaigns.pressure import DeviceContext as DeviceContext
+from campaigns.pressure import PastPush as PastPush
+from campaigns.pressure import seconds_between
 from campaigns.why import Why, explain
 from customers.context import MomentContext
 
@@ -69,6 +88,7 @@ SuppressionReason = Literal[
     "cooldown",
     "expired",
     "holdout",
+    "global_holdout",
     "outranked",
 ]
 
@@ -101,22 +121,6 @@ class Moment(msgspec.Struct, kw_only=True, frozen=True):
             raise ValueError("occurred_at needs a UTC offset")
 
 
-class DeviceContext(msgspec.Struct, kw_only=True, frozen=True):
-    device_id: UUID
-    marketing_consent: bool
-    timezone: str | None
-    has_push_address: bool
-
-
-class PastPush(msgspec.Struct, kw_only=True, frozen=True):
-    """A delivery already queued or sent to this device (never a suppressed/expired/failed one)."""
-
-    campaign_id: UUID
-    fence_id: UUID | None
-    store_id: UUID
-    at: datetime
-
-
 class Suppression(msgspec.Struct, kw_only=True, frozen=True):
     campaign_id: UUID
     reason: SuppressionReason
@@ -130,6 +134,9 @@ class Decision(msgspec.Struct, kw_only=True, frozen=True):
     suppressions: tuple[Suppression, ...]
     matched: tuple[UUID, ...]
     why: Why | None = None  # set when a campaign was chosen
+    # The device is in the global control group: nothing is chosen, and the campaign that would
+    # have gone out is suppressed as `global_holdout`.
+    global_holdout: bool = False
 
 
 def moment_key(moment: Moment) -> str:
@@ -156,13 +163,6 @@ def matches(trigger: Trigger, moment: Moment) -> bool:
     )
 
 
-def in_holdout(device_id: UUID, campaign_id: UUID, percent: float) -> bool:
-    """Whether the device is in the campaign's holdout group: the same answer every time."""
-    digest = hashlib.sha256(device_id.bytes + campaign_id.bytes).digest()
-    position = int.from_bytes(digest[:8], "big") / 2**64 * 100
-    return position < percent
-
-
 def decide(
     moment: Moment,
     device: DeviceContext,
@@ -186,19 +186,33 @@ def decide(
     survivors = [c for c in matched if failures[c.id] is None]
     key = moment_key(moment)
     seed = seed_of(moment.device_id, key)
-    arbitration = arbitrate(survivors, moment.context, evidence or Evidence(), seed, _rank)
-    chosen = arbitration.chosen
-    suppressions = tuple(
-        _suppression(c, failures[c.id], chosen) for c in matched if c is not chosen
-    )
-    why = None if chosen is None else explain(moment, key, matched, failures, arbitration, seed)
+    held = arbitrate_with_holdouts(survivors, moment.device_id, moment.context,
+                                   evidence or Evidence(), seed, _rank)
+    for c in held.held_out:
+        failures[c.id] = ("holdout", f"the device is in this campaign's "
+                                     f"{c.holdout_percent:g} % holdout group; it had won the "
+                                     "moment, which is recorded as a control")
+    winner = held.chosen
+    suppressions = [
+        _suppression(c, failures[c.id], winner) for c in matched if c is not winner
+    ]
+    global_holdout = in_global_holdout(device.device_id, policy.global_holdout_percent)
+    chosen = None if global_holdout else winner
+    if winner is not None and chosen is None:
+        suppressions.append(Suppression(
+            campaign_id=winner.id, reason="global_holdout",
+            detail=f"the device is in the global control group ({policy.global_holdout_percent:g}"
+                   " % of devices get no push); this campaign would have gone out"))
+    why = None if chosen is None else \
+        explain(moment, key, matched, failures, held.arbitration, seed)
     return Decision(
         moment=moment,
         chosen=chosen,
         expires_at=None if chosen is None else _expiry(chosen, moment),
-        suppressions=suppressions,
+        suppressions=tuple(suppressions),
         matched=tuple(c.id for c in matched),
         why=why,
+        global_holdout=global_holdout,
     )
 
 
@@ -207,7 +221,8 @@ class _Situation(msgspec.Struct, frozen=True):
 
     moment: Moment
     device: DeviceContext
-    history: Sequence[PastPush]
+    policy: Policy
+    history: Sequence[PastPush]  # real and would-be pushes
     now: datetime
     consent_failure: str | None
     quiet_failure: str | None
@@ -222,14 +237,16 @@ class _Situation(msgspec.Struct, frozen=True):
         history: Sequence[PastPush],
         now: datetime,
     ) -> _Situation:
+        real = [p for p in history if not p.held_out]
         return cls(
             moment=moment,
             device=device,
+            policy=policy,
             history=history,
             now=now,
-            consent_failure=_consent_failure(device),
-            quiet_failure=_quiet_failure(policy.quiet_hours, device, now),
-            policy_failure=_policy_failure(policy, device, history, now),
+            consent_failure=pressure.consent_failure(device),
+            quiet_failure=pressure.quiet_failure(policy.quiet_hours, device, now),
+            policy_failure=pressure.policy_failure(policy, device, real, now),
         )
 
 
@@ -269,7 +286,7 @@ def _off_schedule(campaign: Campaign, s: _Situation) -> str | None:
     if not schedule.dayparts:
         return None
     local = s.now.astimezone(ZoneInfo(s.moment.store_timezone))
-    if any(_in_daypart(part, local) for part in schedule.dayparts):
+    if any(in_daypart(part, local) for part in schedule.dayparts):
         return None
     return f"outside every daypart: it is {local:%a %H:%M} in {s.moment.store_timezone}"
 
@@ -279,7 +296,11 @@ def _in_quiet_hours(campaign: Campaign, s: _Situation) -> str | None:
 
 
 def _over_policy(campaign: Campaign, s: _Situation) -> str | None:
-    return s.policy_failure
+    """The device's real pushes, and for this campaign also its own would-be ones."""
+    if not any(p.held_out and p.campaign_id == campaign.id for p in s.history):
+        return s.policy_failure
+    pushes = [p for p in s.history if not p.held_out or p.campaign_id == campaign.id]
+    return pressure.policy_failure(s.policy, s.device, pushes, s.now)
 
 
 def _over_cap(campaign: Campaign, s: _Situation) -> str | None:
@@ -310,7 +331,7 @@ def _cooling_down(campaign: Campaign, s: _Situation) -> str | None:
         place = "store"
     if not same_place:
         return None
-    age = _seconds_between(max(p.at for p in same_place), s.now)
+    age = seconds_between(max(p.at for p in same_place), s.now)
     return f"pushed for this {place} {age} s ago; the cooldown is {cooldown} s"
 
 
@@ -318,14 +339,8 @@ def _expired(campaign: Campaign, s: _Situation) -> str | None:
     expires_at = _expiry(campaign, s.moment)
     if s.now < expires_at:
         return None
-    age = _seconds_between(s.moment.occurred_at, s.now)
+    age = seconds_between(s.moment.occurred_at, s.now)
     return f"the moment is {age} s old; the offer lives {campaign.offer_ttl_seconds} s"
-
-
-def _held_out(campaign: Campaign, s: _Situation) -> str | None:
-    if not in_holdout(s.device.device_id, campaign.id, campaign.holdout_percent):
-        return None
-    return f"the device is in this campaign's {campaign.holdout_percent:g} % holdout group"
 
 
 RULES: tuple[tuple[SuppressionReason, Rule], ...] = (
@@ -338,7 +353,6 @@ RULES: tuple[tuple[SuppressionReason, Rule], ...] = (
     ("cap", _over_cap),
     ("cooldown", _cooling_down),
     ("expired", _expired),
-    ("holdout", _held_out),
 )
 
 
@@ -353,10 +367,11 @@ def _first_failure(campaign: Campaign, s: _Situation) -> tuple[SuppressionReason
 def _suppression(
     campaign: Campaign, failure: tuple[SuppressionReason, str] | None, chosen: Campaign | None
 ) -> Suppression:
+    """Why the campaign did not go out: the rule it failed, else outranked by `chosen`."""
     if failure is not None:
         reason, detail = failure
         return Suppression(campaign_id=campaign.id, reason=reason, detail=detail)
-    assert chosen is not None, "a survivor is suppressed only when another one was chosen"
+    assert chosen is not None, "a survivor is suppressed only when another one won"
     how = "a higher priority" if chosen.priority > campaign.priority else \
         "a higher drawn expected value"
     detail = f"campaign {chosen.id} ({chosen.name!r}) was chosen instead, by {how}"
@@ -369,78 +384,3 @@ def _rank(campaign: Campaign) -> tuple[int, datetime, datetime, UUID]:
 
 def _expiry(campaign: Campaign, moment: Moment) -> datetime:
     return moment.occurred_at + timedelta(seconds=campaign.offer_ttl_seconds)
-
-
-def _consent_failure(device: DeviceContext) -> str | None:
-    missing: list[str] = []
-    if not device.marketing_consent:
-        missing.append("the device has not consented to marketing pushes")
-    if not device.has_push_address:
-        missing.append("the device has no push address (FCM token or FID)")
-    return "; ".join(missing) or None
-
-
-def _quiet_failure(quiet: QuietHours | None, device: DeviceContext, now: datetime) -> str | None:
-    if quiet is None:
-        return None
-    zone = device.timezone or "UTC"
-    local = now.astimezone(ZoneInfo(zone))
-    if not _in_window(minutes_of(quiet.from_), minutes_of(quiet.to), _minute_of_day(local)):
-        return None
-    return f"quiet hours {quiet.from_}–{quiet.to}: it is {local:%H:%M} in {zone}"
-
-
-def _policy_failure(
-    policy: Policy, device: DeviceContext, history: Sequence[PastPush], now: datetime
-) -> str | None:
-    zone = device.timezone or "UTC"
-    midnight = _local_midnight(now, ZoneInfo(zone))
-    today = sum(1 for p in history if p.at >= midnight)
-    if today >= policy.max_per_device_per_day:
-        return (
-            f"{today} pushes since midnight in {zone}; "
-            f"the daily maximum is {policy.max_per_device_per_day}"
-        )
-    if not history or not policy.min_seconds_between_pushes:
-        return None
-    gap = _seconds_between(max(p.at for p in history), now)
-    if gap >= policy.min_seconds_between_pushes:
-        return None
-    return (
-        f"the last push was {gap} s ago; "
-        f"the minimum gap is {policy.min_seconds_between_pushes} s"
-    )
-
-
-def _in_daypart(part: Daypart, local: datetime) -> bool:
-    """Inside the daypart; a part that wraps past midnight belongs to the day it starts."""
-    start, end, minute = minutes_of(part.from_), minutes_of(part.to), _minute_of_day(local)
-    weekday = local.isoweekday()
-    if start < end:
-        return weekday in part.days and start <= minute < end
-    yesterday = 7 if weekday == 1 else weekday - 1
-    return (weekday in part.days and minute >= start) or (yesterday in part.days and minute < end)
-
-
-def _in_window(start: int, end: int, minute: int) -> bool:
-    """Inside [start, end) minutes of the day, wrapping past midnight when end < start.
-
-    An empty window (start == end) contains nothing.
-    """
-    if start <= end:
-        return start <= minute < end
-    return minute >= start or minute < end
-
-
-def _minute_of_day(local: datetime) -> int:
-    return local.hour * 60 + local.minute
-
-
-def _local_midnight(now: datetime, zone: ZoneInfo) -> datetime:
-    """The instant the device's local day began, in UTC (comparisons then never depend on folds)."""
-    local_day = now.astimezone(zone).date()
-    return datetime.combine(local_day, time(), tzinfo=zone).astimezone(UTC)
-
-
-def _seconds_between(earlier: datetime, later: datetime) -> int:
-    return int((later - earlier).total_seconds())

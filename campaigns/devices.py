@@ -140,6 +140,10 @@ DEVICE_HELD: dict[str, str] = {
                      FROM deliveries WHERE device_id = $1 ORDER BY created_at, id""",
     "suppressions": """SELECT campaign_id, reason, detail, created_at FROM suppressions
                        WHERE device_id = $1 ORDER BY created_at""",
+    # Treated and control moments, for measurement (campaigns/assignments.py).
+    "assignments": """SELECT campaign_id, customer_key, moment_at, fence_id, store_id, arm,
+                             global_holdout, created_at
+                      FROM assignments WHERE device_id = $1 ORDER BY created_at, campaign_id""",
 }
 
 
@@ -212,6 +216,9 @@ ERASURE_STATEMENTS: tuple[str, ...] = (
                              ELSE error_code END
        WHERE device_id = $1""",
     "UPDATE suppressions SET device_id = NULL WHERE device_id = $1",
+    # A moment of a device that is gone cannot be matched to conversions any more (its visits
+    # and purchases go with it), so it leaves the measurement rather than count as unconverted.
+    "DELETE FROM assignments WHERE device_id = $1",
 )
 
 

@@ -26,6 +26,10 @@ Tag = Annotated[str, Meta(min_length=1, max_length=64)]
 Probability = Annotated[float, Meta(ge=0.0, le=1.0)]
 OfferTtl = Annotated[int, Meta(ge=60, le=86_400)]
 HoldoutPercent = Annotated[float, Meta(ge=0.0, le=50.0)]
+GlobalHoldoutPercent = Annotated[float, Meta(
+    ge=0.0, le=20.0,
+    description="0..20: the share of devices that never get a push from any campaign, kept as "
+                "the global control group (a stable hash of the device id)")]
 PositiveSeconds = Annotated[int, Meta(ge=1, le=31_536_000)]
 CapCount = Annotated[int, Meta(ge=1, le=10_000)]
 # What one conversion of the offer is worth, in the retailer's own unit (money, margin, points):
@@ -250,3 +254,4 @@ class Policy(msgspec.Struct, kw_only=True, forbid_unknown_fields=True, frozen=Tr
     quiet_hours: QuietHours | None = msgspec.field(
         default_factory=lambda: QuietHours(from_="21:00", to="09:00")
     )
+    global_holdout_percent: GlobalHoldoutPercent = 0.0

@@ -23,9 +23,15 @@ from geo.store import Connection
 # Daily maximums count from local midnight, which is at most 38 h ago in any time zone.
 MIN_HISTORY = timedelta(hours=38)
 
+# The device's pushes, and its would-be pushes (campaigns/assignments.py): a moment a campaign's
+# holdout kept from it (`held_out`, counted for that campaign only) or, for a device in the global
+# control group, the push it would have had.
 HISTORY = """
-SELECT campaign_id, fence_id, store_id, created_at FROM deliveries
+SELECT campaign_id, fence_id, store_id, created_at, false AS held_out FROM deliveries
 WHERE device_id = $1 AND status IN ('queued', 'sending', 'sent') AND created_at >= $2
+UNION ALL
+SELECT campaign_id, fence_id, store_id, created_at, arm = 'control' FROM assignments
+WHERE device_id = $1 AND arm <> 'treated' AND created_at >= $2
 ORDER BY created_at
 """
 INSERT_DELIVERY = """
@@ -57,7 +63,8 @@ def history_horizon(campaigns: Sequence[Campaign]) -> timedelta:
 async def history(conn: Connection, device_id: UUID, since: datetime) -> list[PastPush]:
     rows = await conn.fetch(HISTORY, device_id, since)
     return [PastPush(campaign_id=r["campaign_id"], fence_id=r["fence_id"],
-                     store_id=r["store_id"], at=r["created_at"]) for r in rows]
+                     store_id=r["store_id"], at=r["created_at"], held_out=r["held_out"])
+            for r in rows]
 
 
 def moment_key(decision: Decision) -> str:

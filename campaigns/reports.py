@@ -12,6 +12,7 @@ from uuid import UUID
 
 import msgspec
 
+from campaigns import attribution
 from campaigns.latency import Latency, latency
 from campaigns.why import Why
 from customers.context import MomentEvidence
@@ -23,9 +24,9 @@ FeedbackKind = Literal["opened", "dismissed", "redeemed"]
 
 # The contract's suppression reasons (`audience`: a moment outside the campaign's audience), plus
 # those the decision rules add: a moment already older than the offer's TTL, a prediction below
-# min_probability, and losing to a better campaign.
+# min_probability, losing to a better campaign, and a device in the global control group.
 SUPPRESSION_KEYS = ("consent", "quiet_hours", "cap", "cooldown", "holdout", "policy", "schedule",
-                    "audience", "moment_expired", "probability", "outranked")
+                    "audience", "moment_expired", "probability", "outranked", "global_holdout")
 _REASON_KEY = {"expired": "moment_expired"}
 
 
@@ -68,6 +69,10 @@ class Stats(msgspec.Struct, kw_only=True, frozen=True):
     predicted: int
     predicted_arrived: int
     latency_ms: Latency  # ping received -> FCM accepted, over the sent deliveries
+    # Purchases credited to the campaign's pushes, last touch within 24 h, and their amounts
+    # (`campaigns/attribution.py`).
+    conversions: int = 0
+    revenue: float = 0.0
 
 
 # A device body: unknown fields are ignored, so a newer app's events still count.
@@ -130,13 +135,15 @@ async def stats(conn: Connection, campaign_id: UUID) -> Stats:
     for row in await conn.fetch(SUPPRESSION_COUNTS, campaign_id):
         key = _REASON_KEY.get(row["reason"], row["reason"])
         suppressed[key] = suppressed.get(key, 0) + row["n"]
+    credited = await attribution.credited(conn, campaign_id)
     return Stats(
         triggered=counts["total"] + sum(suppressed.values()),
         queued=counts["queued"], sent=counts["sent"], failed=counts["failed"],
         expired=counts["expired"], opened=counts["opened"], dismissed=counts["dismissed"],
         redeemed=counts["redeemed"], suppressed=suppressed, predicted=counts["predicted"],
         predicted_arrived=counts["predicted_arrived"],
-        latency_ms=await latency(conn, campaign_id),
+        latency_ms=await latency(conn, campaign_id), conversions=credited.conversions,
+        revenue=credited.revenue,
     )
 
 

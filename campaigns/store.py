@@ -91,12 +91,14 @@ WHERE converted OR closed
 GROUP BY 1, 2
 """
 SELECT_POLICY = """
-SELECT max_per_device_per_day, min_seconds_between_pushes, quiet_from, quiet_to FROM policy
+SELECT max_per_device_per_day, min_seconds_between_pushes, quiet_from, quiet_to,
+       global_holdout_percent
+FROM policy
 """
 LOCK_POLICY = SELECT_POLICY + " FOR UPDATE"
 UPDATE_POLICY = """
 UPDATE policy SET max_per_device_per_day = $1, min_seconds_between_pushes = $2,
-    quiet_from = $3, quiet_to = $4, updated_at = $5
+    quiet_from = $3, quiet_to = $4, global_holdout_percent = $5, updated_at = $6
 """
 
 
@@ -203,12 +205,13 @@ async def get_policy(conn: Connection, *, lock: bool = False) -> Policy:
              if row["quiet_from"] is not None else None)
     return Policy(max_per_device_per_day=row["max_per_device_per_day"],
                   min_seconds_between_pushes=row["min_seconds_between_pushes"],
-                  quiet_hours=quiet)
+                  quiet_hours=quiet, global_holdout_percent=row["global_holdout_percent"])
 
 
 async def put_policy(conn: Connection, policy: Policy, now: datetime) -> Policy:
     quiet = policy.quiet_hours
     await conn.execute(UPDATE_POLICY, policy.max_per_device_per_day,
                        policy.min_seconds_between_pushes,
-                       quiet.from_ if quiet else None, quiet.to if quiet else None, now)
+                       quiet.from_ if quiet else None, quiet.to if quiet else None,
+                       policy.global_holdout_percent, now)
     return policy

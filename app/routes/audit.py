@@ -21,7 +21,8 @@ from app.pagination import Cursor, Limit, Page, after_of, page_of
 from geo.errors import InvalidField
 
 
-def _instant(field: str, raw: str | None) -> datetime | None:
+def instant_of(field: str, raw: str | None) -> datetime | None:
+    """A query parameter's RFC 3339 instant (None when absent); 400 naming `field` if bad."""
     if raw is None:
         return None
     try:
@@ -38,7 +39,7 @@ def _query(key_id: UUID | None, resource: str | None, since: str | None,
            until: str | None) -> AuditQuery:
     if resource is not None and resource not in RESOURCES:
         raise InvalidField("resource", f"{resource!r} is not one of {', '.join(RESOURCES)}")
-    start, end = _instant("from", since), _instant("to", until)
+    start, end = instant_of("from", since), instant_of("to", until)
     if start is not None and end is not None and start > end:
         raise InvalidField("from", "must not be after `to`")
     return AuditQuery(key_id=key_id, resource=resource, since=start, until=end)

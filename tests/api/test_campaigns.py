@@ -24,7 +24,8 @@ Json = dict[str, Any]
 pytestmark = pytest.mark.asyncio(loop_scope="module")
 
 DEFAULT_POLICY: Json = {"max_per_device_per_day": 3, "min_seconds_between_pushes": 3600,
-                        "quiet_hours": {"from": "21:00", "to": "09:00"}}
+                        "quiet_hours": {"from": "21:00", "to": "09:00"},
+                        "global_holdout_percent": 0}
 
 
 @pytest.fixture(scope="module")
@@ -390,13 +391,15 @@ async def test_the_policy_starts_with_the_contracts_defaults(api: Api) -> None:
 
 @pytest.mark.parametrize("policy", [
     pytest.param({"max_per_device_per_day": 5, "min_seconds_between_pushes": 600,
-                  "quiet_hours": {"from": "22:30", "to": "07:15"}},
+                  "quiet_hours": {"from": "22:30", "to": "07:15"},
+                  "global_holdout_percent": 7.5},
                  id="a policy with every field replaces the old one"),
     pytest.param({"max_per_device_per_day": 0, "min_seconds_between_pushes": 0,
-                  "quiet_hours": None},
+                  "quiet_hours": None, "global_holdout_percent": 0},
                  id="a policy with no quiet hours turns them off"),
     pytest.param({"max_per_device_per_day": 1, "min_seconds_between_pushes": 86400,
-                  "quiet_hours": {"from": "08:00", "to": "20:00"}},
+                  "quiet_hours": {"from": "08:00", "to": "20:00"},
+                  "global_holdout_percent": 20},
                  id="a daytime quiet window that does not wrap is kept as given"),
 ])
 @pytest.mark.usefixtures("policy_restored")
@@ -415,13 +418,21 @@ async def test_a_put_policy_replaces_it(api: Api, policy: Json) -> None:
     pytest.param({**DEFAULT_POLICY, "quiet_hours": {"from": "24:00", "to": "06:00"}},
                  "quiet_hours.from", id="quiet hours from 24:00 are refused"),
     pytest.param({**DEFAULT_POLICY, "quiet": True}, "quiet", id="an unknown field is refused"),
+    pytest.param({**DEFAULT_POLICY, "global_holdout_percent": 20.5}, "global_holdout_percent",
+                 id="a global holdout above 20 percent is refused"),
+    pytest.param({**DEFAULT_POLICY, "global_holdout_percent": -1}, "global_holdout_percent",
+                 id="a negative global holdout is refused"),
+    pytest.param({**DEFAULT_POLICY, "global_holdout_percent": "5"}, "global_holdout_percent",
+                 id="a global holdout given as text is refused"),
+    pytest.param({**DEFAULT_POLICY, "global_holdout_percent": None}, "global_holdout_percent",
+                 id="a null global holdout is refused"),
 ])
 @pytest.mark.usefixtures("policy_restored")
 async def test_an_invalid_policy_is_refused_and_the_policy_is_unchanged(
     api: Api, policy: Json, field: str,
 ) -> None:
     kept = {"max_per_device_per_day": 4, "min_seconds_between_pushes": 900,
-            "quiet_hours": {"from": "20:00", "to": "08:00"}}
+            "quiet_hours": {"from": "20:00", "to": "08:00"}, "global_holdout_percent": 5}
     await api.ok("PUT", "/v1/policy", json=kept)
     response = await api.call("PUT", "/v1/policy", ADMIN_TOKEN, json=policy)
     read = await api.ok("GET", "/v1/policy")

@@ -158,6 +158,8 @@ def _route(label: str) -> Any:
             "POST /v1/campaigns/{id}/pause": (f"{campaign}/pause", None),
             "GET /v1/campaigns/{id}/deliveries": (f"{campaign}/deliveries", None),
             "GET /v1/campaigns/{id}/stats": (f"{campaign}/stats", None),
+            "GET /v1/campaigns/{id}/uplift": (f"{campaign}/uplift?goal=purchase", None),
+            "GET /v1/reports/uplift": ("/v1/reports/uplift?window_hours=48", None),
             "POST /v1/deliveries/{id}/events": (
                 f"/v1/deliveries/{world.campaign_id}/events",
                 {"kind": "opened", "ts": now_iso()}),
@@ -214,6 +216,8 @@ MATRIX: list[tuple[str, tuple[int | None, ...]]] = [
     ("POST /v1/campaigns/{id}/pause",          (401, 401, 200, 200, 403, _, 403, 403)),
     ("GET /v1/campaigns/{id}/deliveries",      (401, 401, 200, 200, 403, _, 403, 403)),
     ("GET /v1/campaigns/{id}/stats",           (401, 401, 200, 200, 403, _, 403, 403)),
+    ("GET /v1/campaigns/{id}/uplift",          (401, 401, 200, 200, 403, _, 403, 403)),
+    ("GET /v1/reports/uplift",                 (401, 401, 200, 200, 403, _, 403, 403)),
     # a device reporting on a delivery that is not its own: 404, like an unknown one
     ("POST /v1/deliveries/{id}/events",        (401, 401, 403, 403, 403, _, 403, 404)),
     # staff may read any delivery's why, a device only its own (here: none exists, so 404)

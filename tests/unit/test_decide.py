@@ -24,9 +24,9 @@ from campaigns.decide import (
     MomentKind,
     PastPush,
     decide,
-    in_holdout,
     matches,
 )
+from campaigns.holdout import in_holdout
 from campaigns.model import (
     Campaign,
     CampaignStatus,
