@@ -147,7 +147,8 @@ def page(service: Service, browser: Any) -> Iterator[Any]:
 
     context.route("**/*", route)
     tab = context.new_page()
-    tab.on("console", lambda m: watch.errors.append(m.text) if m.type == "error" else None)
+    tab.on("console", lambda m: watch.errors.append(f"{m.text} at {m.location}")
+           if m.type == "error" else None)
     tab.on("pageerror", lambda e: watch.errors.append(f"uncaught: {e}"))
     tab.set_default_timeout(10_000)
     tab.watch = watch

@@ -31,11 +31,14 @@ export function fmt(value, unit = "") {
 // An instant as the wall clock of `zone` shows it (the store's zone where there is one).
 export function localTime(iso, zone) {
   if (!iso) return "–";
-  const options = { dateStyle: "medium", timeStyle: "short", timeZoneName: "short" };
+  const options = {
+    day: "numeric", month: "short", year: "numeric", hour: "2-digit", minute: "2-digit",
+    timeZoneName: "short",
+  };
   try {
     return new Intl.DateTimeFormat("en-GB", { ...options, timeZone: zone || undefined })
       .format(new Date(iso));
-  } catch {
+  } catch {  // a zone this browser does not know: the browser's own
     return new Intl.DateTimeFormat("en-GB", options).format(new Date(iso));
   }
 }
