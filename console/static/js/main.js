@@ -11,7 +11,7 @@ const ROLE_NAMES = {
 // The sections each role may open; the API decides what they may do inside.
 const SECTIONS = {
   admin: ["map", "campaigns"],
-  campaign_manager: ["map", "campaigns"],
+  campaign_manager: ["campaigns", "map"],
   store_manager: ["map"],
   app: [],
 };
