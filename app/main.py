@@ -36,6 +36,7 @@ from app.routes.campaigns import CampaignController, PolicyController
 from app.routes.customers import CustomerController
 from app.routes.deliveries import DeliveryController
 from app.routes.devices import DeviceController
+from app.routes.heat import heat
 from app.routes.keys import ApiKeyController
 from app.routes.me import me
 from app.routes.ops import healthz, metrics, readyz
@@ -75,7 +76,7 @@ def create_app(settings: Settings, *, clock: Clock = system_clock) -> Litestar:
             ApiKeyController, StoreController, GeofenceController, DeviceController,
             PingController, CampaignController, PolicyController, CustomerController,
             DeliveryController, VisitController, TransactionController, AuditController, healthz,
-            readyz, metrics, me, *console_routes(settings),
+            readyz, metrics, me, heat, *console_routes(settings),
         ],
         dependencies={
             "pool": Provide(provide_pool),

@@ -5,11 +5,13 @@ from __future__ import annotations
 
 import json
 import math
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
 import pytest
 
+from tests.clock import now
 from tests.console.conftest import Service, screenshot, sign_in
 
 EARTH_M = 6_371_000.0  # Leaflet's L.CRS.Earth.R, which Leaflet measures circles with
@@ -162,3 +164,24 @@ def test_export_then_import_round_trips_the_fences(
     fences = service.ok("GET", f"/v1/geofences?store_id={shop['store']['id']}")["items"]
     assert sorted((f["name"], f["radius_m"]) for f in fences) == [
         ("copy of door", 60), ("door", 60)]
+
+
+def test_the_heat_layer_shows_cells_after_pings(
+    page: Any, service: Service, shop: dict[str, Any],
+) -> None:
+    app = service.key("app")
+    for i in range(5):
+        device = service.ok("POST", "/v1/devices", token=app, json={
+            "platform": "android", "fcm_token": f"tok-heat-{i}",
+            "consent": {"location": True, "marketing_push": False}})
+        ts = (now() - timedelta(minutes=10)).isoformat()
+        service.ok("POST", "/v1/pings", token=device["device_token"], expect=202, json={
+            "pings": [{"lat": 48.8566, "lng": 2.3522, "ts": ts, "accuracy_m": 5}]})
+    open_map(page, service, shop["token"])
+    page.get_by_label("Heat of pings").select_option("hour")
+    page.locator("#heat-status").get_by_text("1 cell with pings in the last hour").wait_for()
+    cells = page.locator("path.heat-cell")
+    cells.first.hover()
+    page.locator(".leaflet-tooltip").get_by_text("5 pings, 5 devices").wait_for()
+    screenshot(page, "map-heat")
+    assert cells.count() == 1

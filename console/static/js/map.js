@@ -13,6 +13,7 @@ const INVALID = { color: "#b3261e", weight: 3, fillOpacity: 0.2, dashArray: "2 4
 const state = { me: null, stores: [], fences: [], storeId: null, selected: null, layers: new Map() };
 let map = null;
 let fenceLayers = null;
+let heatLayer = null;
 
 const canEdit = () => state.me.role === "admin" || state.me.role === "store_manager";
 const storeOf = (id) => state.stores.find((s) => s.id === id);
@@ -29,6 +30,7 @@ function init() {
   const url = document.querySelector('meta[name="contexto-tile-url"]').content;
   const attribution = document.querySelector('meta[name="contexto-tile-attribution"]').content;
   if (url) L.tileLayer(url, { maxZoom: 19, attribution }).addTo(map);
+  heatLayer = L.featureGroup().addTo(map);
   fenceLayers = L.featureGroup().addTo(map);
   map.on("mousemove", (e) => {
     $("pointer").value = `${e.latlng.lat.toFixed(7)}, ${e.latlng.lng.toFixed(7)}`;
@@ -52,7 +54,9 @@ function init() {
     state.storeId = e.target.value;
     state.selected = null;
     render(true);
+    drawHeat();
   });
+  $("heat-window").addEventListener("change", drawHeat);
   $("fence-form").addEventListener("submit", (e) => { e.preventDefault(); saveForm(); });
   $("fence-delete").addEventListener("click", () => {
     const layer = state.layers.get(state.selected);
@@ -70,6 +74,32 @@ async function reload(fit = true) {
   select.replaceChildren(...state.stores.map((s) => el("option", { value: s.id, text: s.name })));
   select.value = state.storeId ?? "";
   render(fit);
+  await drawHeat();
+}
+
+// Pings per H3 cell around the store (the API leaves out cells of fewer than 5 devices).
+async function drawHeat() {
+  heatLayer.clearLayers();
+  const span = $("heat-window").value;
+  if (!span || !state.storeId) { say($("heat-status"), ""); return; }
+  try {
+    const heat = await api("GET", `/v1/reports/heat?store_id=${state.storeId}&window=${span}`);
+    const busiest = Math.max(1, ...heat.cells.map((c) => c.pings));
+    for (const cell of heat.cells) {
+      const outline = L.polygon(globalThis.h3.cellToBoundary(cell.cell), {
+        className: "heat-cell", color: "#c2410c", weight: 1, fillColor: "#f97316",
+        fillOpacity: 0.15 + 0.5 * (cell.pings / busiest), pmIgnore: true, interactive: true,
+      });
+      outline.bindTooltip(`${fmt(cell.pings, "pings")}, ${fmt(cell.devices, "devices")}`);
+      heatLayer.addLayer(outline);
+    }
+    heatLayer.bringToBack();
+    const n = heat.cells.length;
+    say($("heat-status"), `${fmt(n)} cell${n === 1 ? "" : "s"} with pings in the last ${span}`
+      + ` (H3 resolution ${heat.resolution}).`);
+  } catch (error) {
+    say($("heat-status"), error.message);
+  }
 }
 
 // A fence's geometry as a Leaflet layer: a circle for a Point, polygons (holes kept) otherwise.
