@@ -10,7 +10,7 @@ const ROLE_NAMES = {
 };
 // The sections each role may open; the API decides what they may do inside.
 const SECTIONS = {
-  admin: ["map", "campaigns"],
+  admin: ["map", "campaigns", "admin"],
   campaign_manager: ["campaigns", "map"],
   store_manager: ["map"],
   app: [],
@@ -18,7 +18,9 @@ const SECTIONS = {
 const loaders = {
   map: () => import("./map.js"),
   campaigns: () => import("./campaigns.js"),
+  admin: () => import("./admin.js"),
 };
+const ALL = Object.keys(loaders);
 
 let me = null;
 
@@ -63,7 +65,7 @@ async function showShell() {
   show($("who"), true);
   show($("sign-in-view"), false);
   show($("nav"), sections.length > 0);
-  for (const name of ["map", "campaigns"]) show($(`nav-${name}`), sections.includes(name));
+  for (const name of ALL) show($(`nav-${name}`), sections.includes(name));
   await route();
 }
 
@@ -71,7 +73,7 @@ async function route() {
   const sections = SECTIONS[me.role] || [];
   const [wanted, ...rest] = location.hash.replace(/^#/, "").split("/");
   const section = sections.includes(wanted) ? wanted : sections[0];
-  for (const name of ["map", "campaigns"]) {
+  for (const name of ALL) {
     show($(`${name}-view`), name === section);
     $(`nav-${name}`).setAttribute("aria-current", name === section ? "page" : "false");
   }
@@ -94,6 +96,9 @@ $("sign-in-form").addEventListener("submit", async (event) => {
   }
 });
 $("sign-out").addEventListener("click", signOut);
+// Every form is sent by its module through the API; none is ever submitted by the browser
+// (a click before its module is loaded does nothing rather than reload the page).
+document.addEventListener("submit", (event) => event.preventDefault(), true);
 window.addEventListener("hashchange", () => { if (me) route(); });
 
 if (session.token) {
