@@ -4,9 +4,15 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: run test lint unit demo bench eval eval-intent fuzz install clean
+.PHONY: run test lint unit demo bench eval eval-intent fuzz install clean console-vendor
 
-$(STAMP): pyproject.toml
+# The console's browser tests drive Debian's Chromium (Playwright may not download browsers).
+CHROMIUM := /usr/bin/chromium
+
+$(CHROMIUM):
+	apt-get update -q && apt-get install -y -q chromium
+
+$(STAMP): pyproject.toml | $(CHROMIUM)
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
 	$(PY) -m pip install --quiet -e '.[dev]'
@@ -55,6 +61,11 @@ eval: $(STAMP)
 eval-intent: $(STAMP)
 	$(PY) -m customers.intent evaluate --train fixtures/rees46_sample_train.csv \
 		--test fixtures/rees46_sample_test.csv --out .contexto/eval/intent.csv
+
+# Re-fetch the console's vendored libraries from the npm registry at their pinned versions and
+# check them against console/vendor.sha256 (`make test` never needs npm: the files are committed).
+console-vendor:
+	console/vendor.sh
 
 clean:
 	rm -rf $(VENV) .contexto

@@ -17,6 +17,7 @@ from litestar.openapi.spec import Components, SecurityScheme
 
 from app.auth import budget_guard, provide_principal, role_guard, token_hash
 from app.clock import Clock, system_clock
+from app.console import console_routes, render_page
 from app.errors import exception_handlers
 from app.lifespan import (
     catalog,
@@ -35,7 +36,9 @@ from app.routes.campaigns import CampaignController, PolicyController
 from app.routes.customers import CustomerController
 from app.routes.deliveries import DeliveryController
 from app.routes.devices import DeviceController
+from app.routes.heat import heat
 from app.routes.keys import ApiKeyController
+from app.routes.me import me
 from app.routes.measurement import MeasurementController
 from app.routes.ops import healthz, metrics, readyz
 from app.routes.pings import PingController
@@ -63,6 +66,7 @@ def create_app(settings: Settings, *, clock: Clock = system_clock) -> Litestar:
         "settings": settings,
         "clock": clock,
         "metrics": Metrics(),
+        "console_page": render_page(settings),
         "admin_token_hash": token_hash(settings.admin_token) if settings.admin_token else None,
         "device_budget": DeviceBudget(burst=settings.device_burst,
                                       per_second=settings.device_batches_per_second,
@@ -73,7 +77,7 @@ def create_app(settings: Settings, *, clock: Clock = system_clock) -> Litestar:
             ApiKeyController, StoreController, GeofenceController, DeviceController,
             PingController, CampaignController, PolicyController, CustomerController,
             DeliveryController, VisitController, TransactionController, AuditController,
-            MeasurementController, healthz, readyz, metrics,
+            MeasurementController, healthz, readyz, metrics, me, heat, *console_routes(settings),
         ],
         dependencies={
             "pool": Provide(provide_pool),

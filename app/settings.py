@@ -10,6 +10,11 @@ from collections.abc import Mapping
 
 import msgspec
 
+# The console's default map: OpenStreetMap's standard tiles, with the attribution they require.
+OSM_TILES = "https://tile.openstreetmap.org/{z}/{x}/{y}.png"
+OSM_ATTRIBUTION = (
+    '&copy; <a href="https://www.openstreetmap.org/copyright">OpenStreetMap</a> contributors')
+
 
 class Settings(msgspec.Struct, kw_only=True, frozen=True):
     database_url: str
@@ -58,10 +63,20 @@ class Settings(msgspec.Struct, kw_only=True, frozen=True):
     # with an audience is suppressed), which is how `make bench` measures what the context
     # adds to the ping path. Off unless CONTEXTO_BENCH_SKIP_CONTEXT is set.
     bench_skip_context: bool = False
+    # The console's map tiles: a Leaflet URL template (its host is the only other origin the
+    # page may load images from); empty for no tiles (the fences show on a blank background).
+    console_tile_url: str = OSM_TILES
+    console_tile_attribution: str = OSM_ATTRIBUTION
 
     def __post_init__(self) -> None:
         if not 0 <= self.h3_resolution <= 15:
             raise ValueError("H3_RESOLUTION must be within 0..15")
+        if self.console_tile_url and not (
+            self.console_tile_url.startswith(("https://", "http://"))
+            and all(part in self.console_tile_url for part in ("{z}", "{x}", "{y}"))
+        ):
+            raise ValueError("CONSOLE_TILE_URL must be an http(s) URL template with {z}, {x} "
+                             "and {y}, or empty for no tiles")
         if not 0 < self.port < 65536:
             raise ValueError("PORT must be within 1..65535")
         if self.retention_days < 1:
@@ -115,6 +130,8 @@ def from_environment(env: Mapping[str, str], *, database_url: str,
         retention_days=int(env.get("RETENTION_DAYS", "30")),
         retention_interval_seconds=float(env.get("RETENTION_INTERVAL_SECONDS", "3600")),
         bench_skip_context=_flag(env.get("CONTEXTO_BENCH_SKIP_CONTEXT", "0")),
+        console_tile_url=env.get("CONSOLE_TILE_URL", OSM_TILES).strip(),
+        console_tile_attribution=env.get("CONSOLE_TILE_ATTRIBUTION", OSM_ATTRIBUTION),
         embedded_emulator_port=(
             int(env.get("FCM_EMULATOR_PORT", "8765"))
             if not env.get("FCM_ENDPOINT") and not env.get("GOOGLE_APPLICATION_CREDENTIALS")
