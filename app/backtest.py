@@ -153,9 +153,13 @@ class Replay:
     start: datetime
     end: datetime
     context: bool = True
+    # Step runs of quiet batches in one call (see `_replay`); off only to check that it changes
+    # nothing.
+    coalesce: bool = True
     devices: int = 0
     batches: int = 0
     pings: int = 0
+    steps: int = 0  # calls of `presence.advance`
 
     async def run(self, conn: Connection) -> None:
         """Replay every device's batches of the period, a chunk of devices at a time, reading
@@ -204,22 +208,41 @@ class Replay:
             strict=True)]
         changes = np.flatnonzero((p.device[1:] != p.device[:-1])
                                  | (p.received_at[1:] != p.received_at[:-1])) + 1
-        starts = np.concatenate(([0], changes)).tolist()
-        ends = [*starts[1:], len(p)]
-        arrivals = period.datetimes(p.received_at[starts])
-        owners = p.device[starts].tolist()
+        starts = np.concatenate(([0], changes))
+        ends = np.concatenate((changes, [len(p)]))
+        near = np.fromiter(map(bool, hits), dtype=bool, count=len(hits))
+        batches = zip(
+            starts.tolist(), ends.tolist(), period.datetimes(p.received_at[starts]),
+            p.device[starts].tolist(), (np.add.reduceat(near, starts) == 0).tolist(),
+            p.ts[starts].tolist(), p.ts[ends - 1].tolist(), strict=True)
+        # Without predictions, a batch that makes no presence event decides nothing.
+        predicting = bool(view.predicted_targets())
         fences = view.index.fences
         device: Device | None = None
         state = DevicePresence(device_id=chunk.devices[0].id)
+        run: tuple[int, int, int] | None = None  # a run of quiet batches: (from, to, last ts)
         paused = time.perf_counter()
-        for a, b, now, owner in zip(starts, ends, arrivals, owners, strict=True):
+        for a, b, now, owner, quiet, first_ts, last_ts in batches:
             if device is None or device.id != chunk.devices[owner].id:
-                device = chunk.devices[owner]
+                device, run = chunk.devices[owner], None
                 state = DevicePresence(device_id=device.id)
                 self.ledger.begin(chunk, device)
                 self.devices += 1
+            # Quiet batches (no fence near any fix, in none before) move presence only by its
+            # speed check's anchor and its clock: consecutive ones whose fixes follow each
+            # other in time are stepped in one call, which steps the same fixes in the same
+            # order (`presence.advance` sorts by time), so it ends in the same state.
+            if self.coalesce and quiet and not predicting and not state.fences \
+                    and (run is None or first_ts > run[2]):
+                run = (a if run is None else run[0], b, last_ts)
+                continue
+            if run is not None:
+                state, _ = presence.advance(state, fixes[run[0]:run[1]], hits[run[0]:run[1]],
+                                            fences)
+                run, self.steps = None, self.steps + 1
             after, events = presence.advance(state, fixes[a:b], hits[a:b], fences)
-            if now >= self.start:
+            self.steps += 1
+            if now >= self.start and (events or predicting):
                 self.ledger.now = now
                 await answer_batch(self.ledger, view, self.predictor, self.intent_model,
                                    self.value_model, device, events, fixes[a:b], after, now,

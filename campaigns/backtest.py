@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Iterable
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from uuid import UUID
 from zoneinfo import ZoneInfo
 
@@ -24,6 +24,11 @@ from campaigns.model import Campaign, CampaignSpec
 from campaigns.reports import SUPPRESSION_KEYS, suppression_key
 
 MAX_PERIOD = timedelta(days=7)
+# What a period may span: nothing was stored before 2000, and the replay looks a year and a
+# month before `from` at most (the longest cap period, the context window), which must stay a
+# representable instant.
+EARLIEST = datetime(2000, 1, 1, tzinfo=UTC)
+LATEST = datetime(9000, 1, 1, tzinfo=UTC)
 # The proposed campaign's id is derived from its body, so the same body always draws the same
 # holdout group (`campaigns.decide.in_holdout` hashes the device with the campaign's id).
 PROPOSED_NAMESPACE = uuid.UUID("6f2c3f0e-5b7a-4c47-9d0e-8f6b1f4a2c19")
@@ -41,6 +46,10 @@ class BacktestIn(msgspec.Struct, kw_only=True, forbid_unknown_fields=True, froze
             raise ValueError("from: needs a UTC offset (RFC 3339)")
         if self.to.tzinfo is None:
             raise ValueError("to: needs a UTC offset (RFC 3339)")
+        for name, at in (("from", self.from_), ("to", self.to)):
+            if not EARLIEST <= at <= LATEST:
+                raise ValueError(f"{name}: must be between {EARLIEST:%Y-%m-%d} and "
+                                 f"{LATEST:%Y-%m-%d}")
         if self.to <= self.from_:
             raise ValueError("to: must be after `from`")
         if self.to - self.from_ > MAX_PERIOD:
