@@ -229,18 +229,24 @@ class Replay:
                 self.ledger.begin(chunk, device)
                 self.devices += 1
             # Quiet batches (no fence near any fix, in none before) move presence only by its
-            # speed check's anchor and its clock: consecutive ones whose fixes follow each
-            # other in time are stepped in one call, which steps the same fixes in the same
-            # order (`presence.advance` sorts by time), so it ends in the same state.
+            # speed check's anchor and its clock, and make no event: consecutive ones whose
+            # fixes follow each other in time are stepped in one call, with the next batch
+            # when its fixes follow theirs too. That steps the same fixes in the same order
+            # (`presence.advance` sorts by time) and ends in the same state, and the events
+            # are the next batch's own.
             if self.coalesce and quiet and not predicting and not state.fences \
                     and (run is None or first_ts > run[2]):
                 run = (a if run is None else run[0], b, last_ts)
                 continue
-            if run is not None:
+            lo = a
+            if run is not None and first_ts > run[2]:
+                lo = run[0]
+            elif run is not None:
                 state, _ = presence.advance(state, fixes[run[0]:run[1]], hits[run[0]:run[1]],
                                             fences)
-                run, self.steps = None, self.steps + 1
-            after, events = presence.advance(state, fixes[a:b], hits[a:b], fences)
+                self.steps += 1
+            run = None
+            after, events = presence.advance(state, fixes[lo:b], hits[lo:b], fences)
             self.steps += 1
             if now >= self.start and (events or predicting):
                 self.ledger.now = now

@@ -19,6 +19,7 @@ from datetime import UTC, datetime, timedelta
 from itertools import repeat
 from uuid import UUID
 
+import asyncpg
 import numpy as np
 from numpy.typing import NDArray
 
@@ -44,7 +45,9 @@ PING_ROW = np.dtype([("count", ">i2"), *(
 _COPY_SIGNATURE = b"PGCOPY\n\xff\r\n\x00"
 
 # `device` is the device's position in $1 (from 1); a missing accuracy is NaN. The time bounds
-# walk the index; `received_at` then picks the batches the period received.
+# walk the index; `received_at` then picks the batches the period received. `OFFSET 0` keeps
+# each lateral subquery a walk of one device's index range (pulled up, it may be planned as a
+# join over the whole table).
 PINGS = """
 SELECT d.n::int4, p.received_at, p.ts, p.lat, p.lng, coalesce(p.accuracy_m::float8, 'NaN'),
        p.cell
@@ -52,6 +55,7 @@ FROM unnest($1::uuid[]) WITH ORDINALITY AS d (id, n)
 CROSS JOIN LATERAL (
     SELECT received_at, ts, lat, lng, accuracy_m, cell FROM pings
     WHERE device_id = d.id AND ts >= $2 AND ts < $3 AND received_at >= $4 AND received_at < $5
+    OFFSET 0
 ) AS p
 """
 DEVICES = f"""
@@ -79,6 +83,7 @@ FROM members m
 CROSS JOIN LATERAL (
     SELECT ts, kind, attributes, received_at FROM signals
     WHERE device_id = m.id AND ts > $2 AND ts <= $3 AND received_at <= $3
+    OFFSET 0
 ) AS s
 ORDER BY 1, s.ts
 """
@@ -198,8 +203,13 @@ async def pings_of(conn: Connection, device_ids: Sequence[UUID], ts_from: dateti
 async def signals_of(conn: Connection, device_ids: Sequence[UUID], since: datetime,
                      until: datetime) -> dict[str, StoredSignals]:
     """The signals in (since, until] of every customer of these devices, by customer key."""
+    return signals_by_customer(await conn.fetch(SIGNALS, list(device_ids), since, until))
+
+
+def signals_by_customer(rows: Sequence[asyncpg.Record]) -> dict[str, StoredSignals]:
+    """SIGNALS rows as each customer's signals, in their order."""
     out: dict[str, StoredSignals] = {}
-    for r in await conn.fetch(SIGNALS, list(device_ids), since, until):
+    for r in rows:
         held = out.get(r["customer"])
         if held is None:
             held = out[r["customer"]] = StoredSignals()
