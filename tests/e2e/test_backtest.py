@@ -18,7 +18,7 @@ import asyncpg
 import pytest
 
 from tests.clock import CLOCK
-from tests.e2e.conftest import World
+from tests.e2e.conftest import SHOP_LAT, SHOP_LNG, World
 
 DAY = datetime(2026, 6, 17, tzinfo=UTC)  # the pinned Wednesday
 PARIS = ZoneInfo("Europe/Paris")
@@ -142,3 +142,110 @@ async def test_a_backtest_changes_nothing_in_the_database(quiet_world: World) ->
     result = await backtest(world, campaign_body(world), DAY, DAY + timedelta(days=1))
     assert result["would_send"] == 3
     assert await snapshot(world.database_url) == before
+
+
+def plain(world: World, **overrides: Any) -> dict[str, Any]:
+    """An enter offer at the shop with nothing to hold it back but what the test adds."""
+    body = campaign_body(world, caps={"per_device": {"count": 10, "period_seconds": 86_400}})
+    body["schedule"].pop("dayparts")
+    body.update(overrides)
+    return body
+
+
+@pytest.mark.asyncio
+async def test_an_active_campaign_of_higher_priority_outranks_the_proposal(
+        quiet_world: World) -> None:
+    world = quiet_world
+    CLOCK.set(at("09:00"))
+    await world.api.ok("POST", "/v1/campaigns",
+                       json=plain(world, name="rival", priority=5, status="active"))
+    _, token = await world.device()
+    for when in ("10:00", "12:00"):
+        await visit(world, token, when)
+
+    behind = await backtest(world, plain(world), at("09:00"), at("13:00"))
+    ahead = await backtest(world, plain(world, priority=9), at("09:00"), at("13:00"))
+
+    assert (behind["moments"], behind["would_send"], behind["suppressed"]["outranked"]) == \
+        (2, 0, 2)
+    assert (ahead["moments"], ahead["would_send"], ahead["suppressed"]["outranked"]) == (2, 2, 0)
+
+
+@pytest.mark.asyncio
+async def test_the_caps_start_from_the_pushes_before_the_period_and_count_the_replayed_ones(
+        quiet_world: World) -> None:
+    world = quiet_world
+    await world.api.ok("PUT", "/v1/policy", expect=200, json={
+        "max_per_device_per_day": 1, "min_seconds_between_pushes": 0, "quiet_hours": None})
+    CLOCK.set(at("09:00"))
+    rival = await world.api.ok("POST", "/v1/campaigns",
+                               json=plain(world, name="rival", status="active"))
+    _, token = await world.device()
+    await visit(world, token, "10:00")  # the rival's push: the day's one
+    await world.api.ok("POST", f"/v1/campaigns/{rival['id']}/pause", expect=200)
+    await visit(world, token, "12:00")  # nothing live any more
+    assert len(await world.delivery_rows(rival["id"])) == 1
+
+    # From 11:00, the day's push is already spent (the rival's, before the period).
+    later = await backtest(world, plain(world), at("11:00"), at("13:00"))
+    # From 09:00, the proposal takes the 10:00 visit (the rival is paused now), and that
+    # replayed push is the day's one at 12:00.
+    whole = await backtest(world, plain(world), at("09:00"), at("13:00"))
+
+    assert (later["moments"], later["would_send"], later["suppressed"]["policy"]) == (1, 0, 1)
+    assert (whole["moments"], whole["would_send"], whole["suppressed"]["policy"]) == (2, 1, 1)
+
+
+@pytest.mark.asyncio
+async def test_a_device_already_inside_at_the_start_does_not_enter_then(
+        quiet_world: World) -> None:
+    world = quiet_world
+    _, token = await world.device()
+    CLOCK.set(at("10:30"))
+    await world.walk_in(token)  # inside from about 10:28:40
+    CLOCK.set(at("11:20"))
+    await world.api.ok("POST", "/v1/pings", token, expect=202, json={"pings": [
+        {"lat": SHOP_LAT, "lng": SHOP_LNG, "accuracy_m": 8,
+         "ts": (at("11:19") + timedelta(seconds=10 * i)).isoformat()} for i in range(6)]})
+    CLOCK.set(at("11:40"))
+    await world.walk_out(token)
+
+    from_before = await backtest(world, plain(world), at("10:00"), at("12:00"))
+    from_inside = await backtest(world, plain(world), at("11:00"), at("12:00"))
+    exits = await backtest(world, plain(world, trigger={"kind": "exit",
+                                                        "store_ids": [world.store_id]}),
+                           at("11:00"), at("12:00"))
+
+    assert from_before["moments"] == 1
+    assert from_inside["moments"] == 0  # the warm-up before 11:00 saw it enter
+    assert exits["moments"] == 1
+
+
+@pytest.mark.asyncio
+async def test_a_signal_that_arrived_after_the_moment_does_not_count_for_it(
+        quiet_world: World) -> None:
+    """Ann's cart was in before she walked in; Ben's cart add reached the service only after his
+    visit, so the live pipeline did not know it then, and neither may the replay."""
+    world = quiet_world
+    CLOCK.set(at("09:00"))
+    audience = {"micromoments": ["buy"]}
+    campaign = await world.api.ok("POST", "/v1/campaigns",
+                                  json=plain(world, audience=audience, status="active"))
+    _, ann = await world.device()
+    _, ben = await world.device()
+    cart = {"signals": [{"kind": "cart_add", "ts": at("09:50").isoformat(),
+                         "attributes": {"category": "coffee"}}]}
+    CLOCK.set(at("09:51"))
+    await world.api.ok("POST", "/v1/signals", ann, expect=202, json=cart)
+    await visit(world, ann, "10:00")
+    await visit(world, ben, "10:00")
+    CLOCK.set(at("10:20"))
+    await world.api.ok("POST", "/v1/signals", ben, expect=202, json=cart)
+    await world.api.ok("POST", f"/v1/campaigns/{campaign['id']}/pause", expect=200)
+    stats = await world.stats(campaign["id"])
+    assert (stats["triggered"], stats["suppressed"]["audience"]) == (2, 1)
+
+    result = await backtest(world, plain(world, audience=audience), at("09:00"), at("11:00"))
+
+    assert (result["moments"], result["would_send"], result["suppressed"]["audience"]) == \
+        (2, 1, 1)
