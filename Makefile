@@ -50,6 +50,7 @@ bench: $(STAMP)
 	$(PY) -m bench.e2e --concurrency 32
 	$(PY) -m bench.e2e --concurrency 32 --skip-context
 	$(PY) -m bench.e2e --concurrency 8
+	$(PY) -m bench.backtest
 
 eval: $(STAMP)
 	$(PY) -m fixtures.visits --seed 7 --train .contexto/eval/train.csv --test .contexto/eval/test.csv

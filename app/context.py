@@ -1,8 +1,9 @@
 """The customer's context as the shell reads it: once per ping batch for the moments the batch
 made, and on request for the context endpoints.
 
-One rule: one query for the customer's signals per batch that made a moment some active campaign
-answers (never per ping, never per moment, none for a batch without such moments); the pure cores
+One rule: one read of the customer's signals per batch that made a moment some active campaign
+answers (never per ping, never per moment, none for a batch without such moments), through the
+batch's ledger (a query on the live path); the pure cores
 (`customers.intent`, `customers.micromoment`, `customers.context`) do the rest on what it read.
 A moment no campaign's trigger matches ends in no delivery and no suppression, so it needs no
 context (in `make bench`, every exit: its campaigns all trigger on entries).
@@ -18,6 +19,7 @@ import msgspec
 
 from app.catalog import CatalogView
 from app.intent import IntentModel
+from app.ledger import Ledger
 from app.prediction import Predictor, recent_visits
 from app.value import ValueModel
 from campaigns.decide import Moment, matches
@@ -62,19 +64,18 @@ def _classified(moment: Moment, signals: Sequence[Signal], catalog: CatalogView,
     return classify(signals, moment.occurred_at, place=place, motion=motion)
 
 
-async def with_context(conn: Connection, catalog: CatalogView, intent_model: IntentModel,
+async def with_context(ledger: Ledger, catalog: CatalogView, intent_model: IntentModel,
                        value_model: ValueModel | None, customer_id: str | None,
                        device_id: UUID,
                        moments: Sequence[Moment], fixes: Sequence[Fix],
                        now: datetime) -> list[tuple[Moment, MomentEvidence | None]]:
     """The moments, each with the customer's context at its instant and what a delivery keeps
-    of it (one signals query); a moment no active campaign matches goes on without either."""
+    of it (one signals read); a moment no active campaign matches goes on without either."""
     answered = [any(c.status == "active" and matches(c.trigger, m) for c in catalog.campaigns)
                 for m in moments]
     if not any(answered):
         return [(m, None) for m in moments]
-    signals = await customer_store.customer_signals(
-        conn, customer_id, None if customer_id else device_id, now)
+    signals = await ledger.signals(customer_id, None if customer_id else device_id, now)
     intent = intent_of(signals, now, intent_model.model)
     # The value matrix in hand answers from memory: no query, no fit, per batch.
     tier = (value_model.of(customer_key(customer_id, device_id)).tier

@@ -3,6 +3,11 @@ move presence, record geo events, decide, queue deliveries.
 
 One rule: the only database round trips are per batch, never per ping; geometry and decisions
 run on the in-memory catalog, refreshed inside the same transaction.
+
+What a batch decides from its fixes (`fence_hits`, then `geo.presence.advance`, then
+`answer_batch`: moments, predictions, context, decisions) reads and writes only through a
+`Ledger` (`app/ledger.py`): the database here, memory in the backtest (`app/backtest.py`), which
+replays stored pings through these same functions.
 """
 
 from __future__ import annotations
@@ -14,13 +19,15 @@ from uuid import UUID
 
 import msgspec
 import numpy as np
+from numpy.typing import NDArray
 
 from app.catalog import Catalog, CatalogView
 from app.context import with_context
 from app.intent import IntentModel
-from app.prediction import Predictor, recent_visits
+from app.ledger import Ledger, StoredLedger
+from app.prediction import Predictor
 from app.value import ValueModel
-from campaigns import assignments, outbox
+from campaigns import outbox
 from campaigns.arbitrate import Evidence
 from campaigns.decide import DeviceContext, Moment, PastPush, decide
 from campaigns.devices import Device
@@ -28,8 +35,9 @@ from customers.context import MomentEvidence
 from customers.store import customer_key
 from geo import presence
 from geo import store as geo_store
-from geo.cells import cells_of
+from geo.cells import Cells, cells_of
 from geo.fences import haversine_m
+from geo.index import FenceHit
 from geo.pings import PingIn
 from geo.predict import Visit
 from geo.presence import DevicePresence, Entered, Exited, Fix, GeoEvent
@@ -114,7 +122,6 @@ async def ingest_pings(conn: Connection, catalog: Catalog, predictor: Predictor,
         return BatchOutcome([], 0)
     before = await load_presence(conn, catalog, device.id)
     view = catalog.view()
-    index = view.index
     lat = np.fromiter((p.lat for p in pings), np.float64, len(pings))
     lng = np.fromiter((p.lng for p in pings), np.float64, len(pings))
     cells = cells_of(lat, lng, view.resolution)
@@ -129,28 +136,50 @@ async def ingest_pings(conn: Connection, catalog: Catalog, predictor: Predictor,
                             for p in pings), np.float64, len(pings))
     fixes = [Fix(p.ts, p.lat, p.lng, a) for p, a in zip(pings, accuracy.tolist(), strict=True)]
     # The index is built at the catalog's resolution, so the stored cells serve it too.
-    hits = index.match(lat, lng, presence.match_margins(accuracy), cells=cells).hits() \
-        if len(index) else [[] for _ in pings]
-    after, events = presence.advance(before, fixes, hits, index.fences)
+    hits = fence_hits(view, lat, lng, accuracy, cells)
+    after, events = presence.advance(before, fixes, hits, view.index.fences)
     if after != before:
         await conn.execute(SAVE_PRESENCE, device.id, msgspec.to_builtins(after), after.last_at,
                            now)
-    moments = moments_of(view, events)
     visits: list[Visit] = []
     if events:
         await _record_events(conn, view, device, events, now)
         visits = await _record_visits(conn, view, device, events, now)
-    moments.extend(await predicted_moments(conn, view, predictor, device, events, fixes, after))
+    queued = await answer_batch(StoredLedger(conn, catalog.learner), view, predictor,
+                                intent_model, value_model, device, events, fixes, after, now,
+                                context=context)
+    return BatchOutcome(events, queued, visits)
+
+
+def fence_hits(view: CatalogView, lat: NDArray[np.float64], lng: NDArray[np.float64],
+               accuracy: NDArray[np.float64], cells: Cells) -> list[list[FenceHit]]:
+    """The fences near each fix, matched with the margins presence needs for its accuracy
+    (`cells`: the fixes' H3 cells at the catalog's resolution)."""
+    index = view.index
+    if not len(index):
+        return [[] for _ in range(len(lat))]
+    return index.match(lat, lng, presence.match_margins(accuracy), cells=cells).hits()
+
+
+async def answer_batch(ledger: Ledger, view: CatalogView, predictor: Predictor,
+                       intent_model: IntentModel, value_model: ValueModel | None,
+                       device: Device, events: Sequence[GeoEvent], fixes: Sequence[Fix],
+                       after: DevicePresence, now: datetime, *, context: bool = True) -> int:
+    """What the batch's presence events (and the customer's predicted next place) make of it:
+    each moment with its context, decided in time order and kept by `ledger`. Return how many
+    pushes were queued."""
+    moments = moments_of(view, events)
+    moments.extend(await predicted_moments(ledger, view, predictor, device, events, fixes,
+                                           after))
     contexted: list[tuple[Moment, MomentEvidence | None]] = []
     if view.campaigns and context and moments:
-        contexted.extend(await with_context(conn, view, intent_model, value_model,
+        contexted.extend(await with_context(ledger, view, intent_model, value_model,
                                             device.customer_id, device.id, moments, fixes, now))
     elif view.campaigns:
         contexted.extend((m, None) for m in moments)
-    evidence = await catalog.learner.current(conn, view.campaigns, now) \
+    evidence = await ledger.evidence(view.campaigns, now) \
         if view.campaigns and contexted else None
-    queued = await decide_moments(conn, view, device, contexted, now, evidence)
-    return BatchOutcome(events, queued, visits)
+    return await decide_moments(ledger, view, device, contexted, now, evidence)
 
 
 async def _record_visits(conn: Connection, catalog: CatalogView, device: Device,
@@ -176,7 +205,7 @@ async def _record_visits(conn: Connection, catalog: CatalogView, device: Device,
     return ended
 
 
-async def predicted_moments(conn: Connection, catalog: CatalogView, predictor: Predictor,
+async def predicted_moments(ledger: Ledger, catalog: CatalogView, predictor: Predictor,
                             device: Device, events: Sequence[GeoEvent], fixes: Sequence[Fix],
                             after: DevicePresence) -> list[Moment]:
     """The customer's predicted next store, as a moment, when they just left a place (an
@@ -189,11 +218,11 @@ async def predicted_moments(conn: Connection, catalog: CatalogView, predictor: P
     left_store: UUID | None
     if exits:
         left_at, left_store = exits[-1].at, catalog.index.fences[exits[-1].fence_id].store_id
-        history = await recent_visits(conn, key)
+        history = await ledger.recent_visits(key)
     else:
         if after.fences or not _moving(fixes):
             return []
-        history = await recent_visits(conn, key)
+        history = await ledger.recent_visits(key)
         last = history[-1] if history else None
         latest = max(f.at for f in fixes)
         if last is None or last.departed_at is None or \
@@ -256,29 +285,29 @@ def moments_of(catalog: CatalogView, events: Sequence[GeoEvent]) -> list[Moment]
     return moments
 
 
-async def decide_moments(conn: Connection, catalog: CatalogView, device: Device,
+async def decide_moments(ledger: Ledger, catalog: CatalogView, device: Device,
                          moments: Sequence[tuple[Moment, MomentEvidence | None]],
                          now: datetime, learned: Evidence | None = None) -> int:
-    """Decide every moment in time order and queue the winners, each delivery keeping its
-    moment's evidence and why it won; `learned` is arbitration's evidence. Return how many
-    were queued."""
+    """Decide every moment in time order and keep the winners through `ledger`, each delivery
+    keeping its moment's evidence and why it won; `learned` is arbitration's evidence. Return
+    how many were queued."""
     campaigns = catalog.campaigns
     if not campaigns or not moments:
         return 0
-    past: list[PastPush] = await outbox.history(
-        conn, device.id, now - outbox.history_horizon(campaigns))
+    past: list[PastPush] = await ledger.pushes(
+        device.id, now - outbox.history_horizon(campaigns))
     context = device_context(device)
     key = customer_key(device.customer_id, device.id)
     by_id = {c.id: c for c in campaigns}
     queued = 0
     for moment, evidence in sorted(moments, key=lambda m: m[0].occurred_at):
         decision = decide(moment, context, campaigns, catalog.policy, past, now, learned)
-        push = await outbox.record(conn, decision, now, evidence)
+        push = await ledger.record(decision, now, evidence)
         if push is not None:
             past.append(push)
             queued += 1
         # Treated and control moments, for measurement; held-out ones pace the next moments.
-        past.extend(await assignments.record(
-            conn, decision, queued=push is not None, customer_key=key, campaigns=by_id,
+        past.extend(await ledger.assign(
+            decision, queued=push is not None, customer_key=key, campaigns=by_id,
             stores_of=catalog.campaign_stores, now=now))
     return queued

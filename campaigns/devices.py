@@ -100,6 +100,8 @@ class Device(msgspec.Struct, kw_only=True, frozen=True):
 
 _COLUMNS = """id, platform, fcm_token, fid, push_retired_at, customer_id, locale, timezone,
     app_version, consent_location, consent_marketing, consent_updated_at, created_at, updated_at"""
+# What `device_of` reads, for queries elsewhere that list devices.
+DEVICE_COLUMNS = _COLUMNS
 
 INSERT_DEVICE = """
 INSERT INTO devices (id, token_hash, platform, fcm_token, fid, customer_id, locale, timezone,
@@ -152,6 +154,11 @@ def _device(row: asyncpg.Record) -> Device:
     values["consent"] = Consent(location=values.pop("consent_location"),
                                 marketing_push=values.pop("consent_marketing"))
     return Device(**values)
+
+
+def device_of(row: asyncpg.Record) -> Device:
+    """A row of `DEVICE_COLUMNS` as a `Device`."""
+    return _device(row)
 
 
 async def register(conn: Connection, body: DeviceIn, token_hash: bytes, now: datetime) -> UUID:

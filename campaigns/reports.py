@@ -30,6 +30,11 @@ SUPPRESSION_KEYS = ("consent", "quiet_hours", "cap", "cooldown", "holdout", "pol
 _REASON_KEY = {"expired": "moment_expired"}
 
 
+def suppression_key(reason: str) -> str:
+    """The name the stats (and backtests) count a decision rule's reason under."""
+    return _REASON_KEY.get(reason, reason)
+
+
 class Delivery(msgspec.Struct, kw_only=True, frozen=True):
     id: UUID
     campaign_id: UUID

@@ -41,6 +41,11 @@ def cells_of(lat: NDArray[np.float64], lng: NDArray[np.float64], resolution: int
     )
 
 
+def resolutions_of(cells: Cells) -> NDArray[np.uint64]:
+    """The H3 resolution of each cell."""
+    return (cells & _RES_MASK) >> _RES_SHIFT
+
+
 def cell_of(lat: float, lng: float, resolution: int) -> int:
     """The H3 cell at `resolution` of one point."""
     return int(h3n.latlng_to_cell(lat, lng, resolution))

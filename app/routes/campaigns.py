@@ -9,15 +9,18 @@ from uuid import UUID
 import asyncpg
 import msgspec
 from litestar import Controller, delete, get, patch, post, put
+from litestar.datastructures import State
 from litestar.params import Parameter
 from msgspec import UNSET, Meta, UnsetType
 
 from app import audit
+from app import backtest as replay
 from app.audit import Change
 from app.auth import Principal, admits
 from app.errors import invalid_field_of
 from app.pagination import Cursor, Limit, Page, after_of, page_of
 from campaigns import reports, store
+from campaigns.backtest import Backtest, BacktestIn
 from campaigns.model import (
     Audience,
     Campaign,
@@ -75,6 +78,19 @@ class CampaignController(Controller):
         async with pool.acquire() as conn:
             items = await store.list_campaigns(conn, status, after_of(cursor), limit + 1)
         return page_of(items, limit)
+
+    @post("/backtest", operation_id="backtestCampaign", status_code=200,
+          opt=admits(*STAFF, action="backtest campaigns"))
+    async def backtest(self, data: BacktestIn, pool: asyncpg.Pool, state: State,
+                       now: datetime) -> Backtest:
+        """What a proposed campaign (a body as for creating one) would have done over a past
+        period of at most 7 days: the stored pings and signals replayed through presence and
+        the decision rules, against the current policy and the other active campaigns. It
+        sends nothing and changes nothing."""
+        async with pool.acquire() as conn:
+            return await replay.backtest(
+                conn, state.catalog, state.predictor, state.intent_model, state.value_model,
+                data, now, context=not state.settings.bench_skip_context)
 
     @get("/{campaign_id:uuid}", operation_id="getCampaign",
          opt=admits(*STAFF, action="read campaigns"))
