@@ -104,12 +104,14 @@ async def load_presence(conn: Connection, catalog: Catalog,
 
 async def ingest_pings(conn: Connection, catalog: Catalog, predictor: Predictor,
                        intent_model: IntentModel, device: Device, pings: Sequence[PingIn],
-                       now: datetime, *, context: bool = True,
+                       now: datetime, *, context: bool = True, arbitration: bool = True,
                        value_model: ValueModel | None = None) -> BatchOutcome:
     """Run the pipeline for a device's accepted pings (call inside a transaction that holds
     the device's row lock). `context=False` is the benchmark's control run only
-    (`Settings.bench_skip_context`): moments go to the rules without a context. Without a
-    `value_model` (the context benchmark), every customer's value tier is unknown."""
+    (`Settings.bench_skip_context`): moments go to the rules without a context;
+    `arbitration=False` likewise (`Settings.bench_skip_arbitration`): no evidence is read and
+    survivors are ranked without a draw. Without a `value_model` (the context benchmark), every
+    customer's value tier is unknown."""
     if not pings:
         return BatchOutcome([], 0)
     before = await load_presence(conn, catalog, device.id)
@@ -148,8 +150,8 @@ async def ingest_pings(conn: Connection, catalog: Catalog, predictor: Predictor,
     elif view.campaigns:
         contexted.extend((m, None) for m in moments)
     evidence = await catalog.learner.current(conn, view.campaigns, now) \
-        if view.campaigns and contexted else None
-    queued = await decide_moments(conn, view, device, contexted, now, evidence)
+        if view.campaigns and contexted and arbitration else None
+    queued = await decide_moments(conn, view, device, contexted, now, evidence, draw=arbitration)
     return BatchOutcome(events, queued, visits)
 
 
@@ -258,10 +260,11 @@ def moments_of(catalog: CatalogView, events: Sequence[GeoEvent]) -> list[Moment]
 
 async def decide_moments(conn: Connection, catalog: CatalogView, device: Device,
                          moments: Sequence[tuple[Moment, MomentEvidence | None]],
-                         now: datetime, learned: Evidence | None = None) -> int:
+                         now: datetime, learned: Evidence | None = None, *,
+                         draw: bool = True) -> int:
     """Decide every moment in time order and queue the winners, each delivery keeping its
-    moment's evidence and why it won; `learned` is arbitration's evidence. Return how many
-    were queued."""
+    moment's evidence and why it won; `learned` is arbitration's evidence (`draw=False`: the
+    benchmark's control, see `ingest_pings`). Return how many were queued."""
     campaigns = catalog.campaigns
     if not campaigns or not moments:
         return 0
@@ -270,7 +273,8 @@ async def decide_moments(conn: Connection, catalog: CatalogView, device: Device,
     context = device_context(device)
     queued = 0
     for moment, evidence in sorted(moments, key=lambda m: m[0].occurred_at):
-        decision = decide(moment, context, campaigns, catalog.policy, past, now, learned)
+        decision = decide(moment, context, campaigns, catalog.policy, past, now, learned,
+                          draw=draw)
         push = await outbox.record(conn, decision, now, evidence)
         if push is not None:
             past.append(push)

@@ -58,6 +58,12 @@ class Settings(msgspec.Struct, kw_only=True, frozen=True):
     # with an audience is suppressed), which is how `make bench` measures what the context
     # adds to the ping path. Off unless CONTEXTO_BENCH_SKIP_CONTEXT is set.
     bench_skip_context: bool = False
+    # A benchmark control, never for production: the ping path does not arbitrate (no evidence
+    # read, no Thompson draw); among a moment's survivors the highest priority wins, ties going
+    # to `decide._rank`, as before arbitration existed. This is how `make bench` measures what
+    # choosing among candidates adds to the ping path. Off unless CONTEXTO_BENCH_SKIP_ARBITRATION
+    # is set.
+    bench_skip_arbitration: bool = False
 
     def __post_init__(self) -> None:
         if not 0 <= self.h3_resolution <= 15:
@@ -115,6 +121,7 @@ def from_environment(env: Mapping[str, str], *, database_url: str,
         retention_days=int(env.get("RETENTION_DAYS", "30")),
         retention_interval_seconds=float(env.get("RETENTION_INTERVAL_SECONDS", "3600")),
         bench_skip_context=_flag(env.get("CONTEXTO_BENCH_SKIP_CONTEXT", "0")),
+        bench_skip_arbitration=_flag(env.get("CONTEXTO_BENCH_SKIP_ARBITRATION", "0")),
         embedded_emulator_port=(
             int(env.get("FCM_EMULATOR_PORT", "8765"))
             if not env.get("FCM_ENDPOINT") and not env.get("GOOGLE_APPLICATION_CREDENTIALS")

@@ -51,7 +51,7 @@ from zoneinfo import ZoneInfo
 
 import msgspec
 
-from campaigns.arbitrate import Evidence, arbitrate, seed_of
+from campaigns.arbitrate import Evidence, arbitrate, by_rank, seed_of
 from campaigns.audience import audience_failure
 from campaigns.model import Campaign, Daypart, Policy, QuietHours, Trigger, minutes_of
 from campaigns.why import Why, explain
@@ -171,11 +171,14 @@ def decide(
     history: Sequence[PastPush],
     now: datetime,
     evidence: Evidence | None = None,
+    *,
+    draw: bool = True,
 ) -> Decision:
     """Choose at most one campaign for the moment and record why each other matched one is not.
 
     `evidence`: what earlier deliveries' outcomes taught arbitration (none: every campaign at
-    its prior)."""
+    its prior). `draw=False` is the benchmark's control run only
+    (`Settings.bench_skip_arbitration`): survivors are ranked without arbitration."""
     if now.tzinfo is None:
         raise ValueError("now needs a UTC offset")
     if device.device_id != moment.device_id:
@@ -186,10 +189,11 @@ def decide(
     survivors = [c for c in matched if failures[c.id] is None]
     key = moment_key(moment)
     seed = seed_of(moment.device_id, key)
-    arbitration = arbitrate(survivors, moment.context, evidence or Evidence(), seed, _rank)
+    arbitration = arbitrate(survivors, moment.context, evidence or Evidence(), seed, _rank) \
+        if draw else by_rank(survivors, moment.context, _rank)
     chosen = arbitration.chosen
     suppressions = tuple(
-        _suppression(c, failures[c.id], chosen) for c in matched if c is not chosen
+        _suppression(c, failures[c.id], chosen, draw) for c in matched if c is not chosen
     )
     why = None if chosen is None else explain(moment, key, matched, failures, arbitration, seed)
     return Decision(
@@ -351,14 +355,15 @@ def _first_failure(campaign: Campaign, s: _Situation) -> tuple[SuppressionReason
 
 
 def _suppression(
-    campaign: Campaign, failure: tuple[SuppressionReason, str] | None, chosen: Campaign | None
+    campaign: Campaign, failure: tuple[SuppressionReason, str] | None, chosen: Campaign | None,
+    drawn: bool = True,
 ) -> Suppression:
     if failure is not None:
         reason, detail = failure
         return Suppression(campaign_id=campaign.id, reason=reason, detail=detail)
     assert chosen is not None, "a survivor is suppressed only when another one was chosen"
     how = "a higher priority" if chosen.priority > campaign.priority else \
-        "a higher drawn expected value"
+        "a higher drawn expected value" if drawn else "rank (bench control: no draw)"
     detail = f"campaign {chosen.id} ({chosen.name!r}) was chosen instead, by {how}"
     return Suppression(campaign_id=campaign.id, reason="outranked", detail=detail)
 
