@@ -20,8 +20,11 @@ for the context (one signals query, intent once, a micromoment per moment) and f
 JSON decoding and authentication, which both sides pay alike, so the shares are upper bounds of
 what a whole request pays.
 
-Run: `python -m bench.context [--without context|arbitration] [--devices N] [--rounds N]
-[--runs N] [--database-url URL]`
+`--interleave` replays each batch on both sides (two databases) before the next one, so a
+machine whose speed drifts with other work slows both alike.
+
+Run: `python -m bench.context [--without context|arbitration] [--interleave] [--devices N]
+[--rounds N] [--runs N] [--database-url URL]`
 (without a URL, nor `DATABASE_URL`, an embedded PostgreSQL is started).
 """
 
@@ -39,7 +42,7 @@ import tempfile
 import time
 import uuid
 from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from contextlib import AsyncExitStack, contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -202,16 +205,33 @@ async def run_once(url: str, work: Sequence[Batch], *, without: str | None,
     """Replay `work` through the ping path on `url`, one batch at a time on one connection, as
     the route runs it (lock the device, ingest, commit, learn the visits); `without` names the
     step skipped (`context` or `arbitration`), if any."""
-    pool = await open_pool(url, min_size=1, max_size=1)
-    catalog = Catalog(resolution=Settings(database_url=url).h3_resolution)
-    predictor, intent_model = Predictor(), IntentModel()
-    cost = Cost()
-    try:
-        async with pool.acquire() as conn:
-            pid = conn.get_server_pid()
+    return (await run_sides([(url, without)], work, warmup_rounds=warmup_rounds))[0]
+
+
+async def run_sides(sides: Sequence[tuple[str, str | None]], work: Sequence[Batch], *,
+                    warmup_rounds: int) -> list[Cost]:
+    """`run_once` on several (database, step skipped) sides at once, batch by batch: each batch
+    runs on every side before the next one, the first side changing from batch to batch, so that
+    a machine whose speed drifts (other work on it) slows every side alike."""
+    catalogs = [Catalog(resolution=Settings(database_url=url).h3_resolution) for url, _ in sides]
+    models = [(Predictor(), IntentModel()) for _ in sides]
+    costs = [Cost() for _ in sides]
+    async with AsyncExitStack() as stack:
+        for catalog in catalogs:
+            stack.push_async_callback(catalog.close)
+        pools = []
+        for url, _ in sides:
+            pools.append(await open_pool(url, min_size=1, max_size=1))
+            stack.push_async_callback(pools[-1].close)
+        conns = [await stack.enter_async_context(pool.acquire()) for pool in pools]
+        pids = [conn.get_server_pid() for conn in conns]
+        for conn, catalog in zip(conns, catalogs, strict=True):
             await catalog.refresh(conn)
-            for batch in work:
-                backend = _backend_ns(pid)
+        for i, batch in enumerate(work):
+            for k in (range(len(sides)) if i % 2 == 0 else reversed(range(len(sides)))):
+                conn, catalog, (predictor, intent_model) = conns[k], catalogs[k], models[k]
+                without = sides[k][1]
+                backend = _backend_ns(pids[k])
                 started = time.process_time_ns()
                 async with conn.transaction():
                     device = await device_store.get_device(conn, batch.device, lock=True)
@@ -222,12 +242,9 @@ async def run_once(url: str, work: Sequence[Batch], *, without: str | None,
                 predictor.learn(outcome.visits)
                 spent = time.process_time_ns() - started
                 if batch.round >= warmup_rounds:
-                    cost.add(bool(outcome.events), spent + _backend_ns(pid) - backend,
-                             _backend_ns(pid) - backend)
-    finally:
-        await catalog.close()
-        await pool.close()
-    return cost
+                    backend_ns = _backend_ns(pids[k]) - backend
+                    costs[k].add(bool(outcome.events), spent + backend_ns, backend_ns)
+    return costs
 
 
 # ---------------------------------------------------------------------------------------------
@@ -286,7 +303,9 @@ def report(command: str, pg_version: str, args: argparse.Namespace, signals: int
           f"over 14 days)")
     print(f"batches   : {args.rounds} measured rounds of one 100-ping batch per device after "
           f"{args.warmup} warm-up round(s); {made:.1%} of them make a moment (enter or exit)")
-    print(f"runs      : {args.runs} per side, alternating; CPU = this process + its PostgreSQL "
+    how = ("both sides batch by batch (interleaved)" if args.interleave else
+           "one side after the other, alternating")
+    print(f"runs      : {args.runs} per side, {how}; CPU = this process + its PostgreSQL "
           "backend, per batch; medians of the runs")
     print("-" * 98)
     print(f"{'ms of CPU per batch':<34}{'with ' + feature:>18}{'without':>10}{'added':>10}"
@@ -325,18 +344,30 @@ async def bench(args: argparse.Namespace, command: str) -> None:
                 await conn.close()
             work = batches(ids, args.stores, args.warmup + args.rounds, args.seed)
             runs: list[tuple[Cost, Cost]] = []
+
+            async def clone() -> str:
+                name = f"{template}_{len(clones)}"
+                clones.append(name)
+                await _admin(server, f'CREATE DATABASE "{name}" TEMPLATE "{template}"')
+                return with_database(server, name)
+
             for k in range(args.runs):
                 pair: dict[bool, Cost] = {}
-                for on in ((True, False) if k % 2 == 0 else (False, True)):
-                    clone = f"{template}_{len(clones)}"
-                    clones.append(clone)
-                    await _admin(server, f'CREATE DATABASE "{clone}" TEMPLATE "{template}"')
-                    pair[on] = await run_once(with_database(server, clone), work,
+                if args.interleave:
+                    on_url, off_url = await clone(), await clone()
+                    pair[True], pair[False] = await run_sides(
+                        [(on_url, None), (off_url, args.without)], work,
+                        warmup_rounds=args.warmup)
+                for on in () if args.interleave else (True, False) if k % 2 == 0 else \
+                        (False, True):
+                    pair[on] = await run_once(await clone(), work,
                                               without=None if on else args.without,
                                               warmup_rounds=args.warmup)
-                    await _admin(server, f'DROP DATABASE "{clone}" WITH (FORCE)')
-                    print(f"run {k + 1}/{args.runs} {'with' if on else 'without'} {args.without}: "
-                          f"{pair[on].per_batch_ms():.2f} ms per batch", flush=True)
+                for name in clones:
+                    await _admin(server, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+                print(f"run {k + 1}/{args.runs}: {pair[True].per_batch_ms():.2f} ms per batch "
+                      f"with {args.without}, {pair[False].per_batch_ms():.2f} without",
+                      flush=True)
                 runs.append((pair[True], pair[False]))
             report(command, pg_version, args, signals, shoppers, runs,
                    time.monotonic() - started)
@@ -355,6 +386,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--rounds", type=int, default=2, help="measured rounds")
     parser.add_argument("--warmup", type=int, default=1, help="rounds before measuring")
     parser.add_argument("--runs", type=int, default=5, help="runs per side")
+    parser.add_argument("--interleave", action="store_true",
+                        help="each run replays every batch on both sides before the next one "
+                             "(for a machine busy with other work); default: side after side")
     parser.add_argument("--seed", type=int, default=7)
     parser.add_argument("--database-url", default=os.environ.get("DATABASE_URL") or None,
                         help="a PostgreSQL server (databases are created on it and dropped); "
