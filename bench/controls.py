@@ -24,6 +24,9 @@ import msgspec
 
 RUNS_FILE = Path(".contexto") / "bench" / "e2e_runs.jsonl"
 MEDIAN_OVER = 5  # the latest runs of each side that the medians take
+# Above this much CPU used by other processes, a run's CPU per request drifts by several % (on
+# the shared 2-core machine of the README, by up to ±15 % from run to run at 1.5 cores).
+BUSY_CORES = 0.25
 Mode = Literal["full", "skip-context", "skip-arbitration"]
 FEATURE: dict[str, str] = {"skip-context": "the context engine",
                            "skip-arbitration": "arbitration (choosing among candidates)"}
@@ -43,6 +46,14 @@ class RunKey(msgspec.Struct, frozen=True):
     pool: int
 
 
+class Measured(msgspec.Struct, frozen=True):
+    pings_per_s: float
+    requests_per_s: float
+    server_ms_per_request: float  # 0 when the CPU was not sampled
+    postgres_ms_per_request: float
+    other_cores: float  # CPU that other processes on the machine used meanwhile
+
+
 class RunFigures(msgspec.Struct, frozen=True):
     at: datetime
     mode: Mode
@@ -52,6 +63,7 @@ class RunFigures(msgspec.Struct, frozen=True):
     requests_per_s: float
     server_ms_per_request: float
     postgres_ms_per_request: float
+    other_cores: float = 0.0
 
 
 def record(run: RunFigures, path: Path = RUNS_FILE) -> None:
@@ -96,6 +108,10 @@ def compare(run: RunFigures, runs: Sequence[RunFigures]) -> list[str]:
         f"{latest.postgres_ms_per_request:.2f} against {run.postgres_ms_per_request:.2f} ms; "
         f"{latest.pings_per_s:,.0f} pings/s with, {run.pings_per_s:,.0f} without",
     ]
+    busy = max(latest.other_cores, run.other_cores)
+    if busy > BUSY_CORES:
+        lines.append(f"    warning: other processes used up to {busy:.2f} cores during these runs; "
+                     "one pair is noise at that load: compare the medians of several")
     controls = [r for r in runs if r.mode == run.mode and r.key == run.key][-MEDIAN_OVER:]
     full = full[-MEDIAN_OVER:]
     if len(full) > 1 and len(controls) > 1:

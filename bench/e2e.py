@@ -60,7 +60,7 @@ import msgspec
 import numpy as np
 
 from bench import controls
-from bench.controls import Decided, RunFigures, RunKey
+from bench.controls import Decided, Measured, RunFigures, RunKey
 from bench.loadgen import METRES_PER_DEG_LAT, PINGS_PER_BATCH, ROUND_SECONDS, Go, Plan, Result
 from bench.shoppers import HISTORY_DAYS, as_json_rows, campaign_bodies, customer_ids, signal_records
 from fixtures.launch import Service, service
@@ -497,9 +497,8 @@ def _cpu_model() -> str:
 def report(*, command: str, pg_version: str, database: str, world: World, spec: Plan,
            go: Go, result: Result, pushes: PushFigures, decided: Decided,
            cpu: dict[str, float], setup_s: float, total_s: float, workers: int,
-           skip_context: bool, skip_arbitration: bool) -> tuple[float, float, float, float]:
-    """Print the run's figures; return pings/s, requests/s, and the server's and PostgreSQL's
-    CPU per request (s; 0 when not measured)."""
+           skip_context: bool, skip_arbitration: bool) -> Measured:
+    """Print the run's figures and return the ones a control run is compared on."""
     window = max(result.measure_end - result.measure_start, 1e-9)
     # Throughput counts the answers that arrived inside the window (whenever they were sent);
     # latency, the requests sent inside it.
@@ -563,12 +562,12 @@ def report(*, command: str, pg_version: str, database: str, world: World, spec: 
           f"{pushes.received:,} received by the emulator, {pushes.pending_after_drain} still "
           f"pending {DRAIN_SECONDS:g} s after the load, {pushes.untraced} not traceable")
     print(controls.decided_line(decided, skipped=skip_arbitration))
-    per_request = postgres_per_request = 0.0
+    per_request = postgres_per_request = others = 0.0
     if cpu:
-        others = cpu["machine"] - cpu["server"] - cpu["postgres"] - cpu["loadgen"]
+        others = max(cpu["machine"] - cpu["server"] - cpu["postgres"] - cpu["loadgen"], 0.0)
         print(f"CPU (cores, measured window): server {cpu['server']:.2f} | postgres (all on the "
               f"machine) {cpu['postgres']:.2f} | load generator {cpu['loadgen']:.2f} | other "
-              f"processes {max(others, 0.0):.2f} | machine {cpu['machine']:.2f} of "
+              f"processes {others:.2f} | machine {cpu['machine']:.2f} of "
               f"{os.cpu_count()}")
         rate = len(ok) / window
         if rate > 0 and cpu["server"] > 0:
@@ -583,7 +582,9 @@ def report(*, command: str, pg_version: str, database: str, world: World, spec: 
     print(f"generator: pre-built {result.prebuilt:,} requests in {result.build_s:.1f} s, "
           f"{result.built_late:,} built while measuring; total run {total_s:.0f} s")
     print("=" * 98)
-    return pings_per_s, len(ok) / window, per_request, postgres_per_request
+    return Measured(pings_per_s=pings_per_s, requests_per_s=len(ok) / window,
+                    server_ms_per_request=per_request * 1e3,
+                    postgres_ms_per_request=postgres_per_request * 1e3, other_cores=others)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -656,11 +657,9 @@ async def bench(args: argparse.Namespace, command: str) -> None:
                 await drop_database(server_url, created)
 
 
-def remember(args: argparse.Namespace, command: str,
-             figures: tuple[float, float, float, float]) -> None:
+def remember(args: argparse.Namespace, command: str, measured: Measured) -> None:
     """Append the run to `controls.RUNS_FILE`; a control run prints itself against full runs."""
-    pings_per_s, requests_per_s, server_s, postgres_s = figures
-    if server_s <= 0:
+    if measured.server_ms_per_request <= 0:
         return  # no CPU figures: nothing to compare
     mode: controls.Mode = ("skip-context" if args.skip_context else
                            "skip-arbitration" if args.skip_arbitration else "full")
@@ -668,9 +667,7 @@ def remember(args: argparse.Namespace, command: str,
                  seconds=args.seconds, warmup=args.warmup, visit_share=args.visit_share,
                  seed=args.seed, workers=args.workers, pool=args.pool)
     run = RunFigures(at=datetime.now(UTC), mode=mode, key=key, command=command,
-                     pings_per_s=pings_per_s, requests_per_s=requests_per_s,
-                     server_ms_per_request=server_s * 1e3,
-                     postgres_ms_per_request=postgres_s * 1e3)
+                     **msgspec.structs.asdict(measured))
     controls.record(run)
     for line in controls.compare(run, controls.earlier_runs()):
         print(line)
