@@ -49,6 +49,7 @@ bench: $(STAMP)
 	$(PY) -m bench.context
 	$(PY) -m bench.e2e --concurrency 32
 	$(PY) -m bench.e2e --concurrency 32 --skip-context
+	$(PY) -m bench.e2e --concurrency 32 --skip-arbitration
 	$(PY) -m bench.e2e --concurrency 8
 	$(PY) -m bench.backtest
 

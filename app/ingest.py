@@ -112,12 +112,14 @@ async def load_presence(conn: Connection, catalog: Catalog,
 
 async def ingest_pings(conn: Connection, catalog: Catalog, predictor: Predictor,
                        intent_model: IntentModel, device: Device, pings: Sequence[PingIn],
-                       now: datetime, *, context: bool = True,
+                       now: datetime, *, context: bool = True, arbitration: bool = True,
                        value_model: ValueModel | None = None) -> BatchOutcome:
     """Run the pipeline for a device's accepted pings (call inside a transaction that holds
     the device's row lock). `context=False` is the benchmark's control run only
-    (`Settings.bench_skip_context`): moments go to the rules without a context. Without a
-    `value_model` (the context benchmark), every customer's value tier is unknown."""
+    (`Settings.bench_skip_context`): moments go to the rules without a context;
+    `arbitration=False` likewise (`Settings.bench_skip_arbitration`): no evidence is read and
+    survivors are ranked without a draw. Without a `value_model` (the context benchmark), every
+    customer's value tier is unknown."""
     if not pings:
         return BatchOutcome([], 0)
     before = await load_presence(conn, catalog, device.id)
@@ -147,7 +149,7 @@ async def ingest_pings(conn: Connection, catalog: Catalog, predictor: Predictor,
         visits = await _record_visits(conn, view, device, events, now)
     queued = await answer_batch(StoredLedger(conn, catalog.learner), view, predictor,
                                 intent_model, value_model, device, events, fixes, after, now,
-                                context=context)
+                                context=context, arbitration=arbitration)
     return BatchOutcome(events, queued, visits)
 
 
@@ -164,7 +166,8 @@ def fence_hits(view: CatalogView, lat: NDArray[np.float64], lng: NDArray[np.floa
 async def answer_batch(ledger: Ledger, view: CatalogView, predictor: Predictor,
                        intent_model: IntentModel, value_model: ValueModel | None,
                        device: Device, events: Sequence[GeoEvent], fixes: Sequence[Fix],
-                       after: DevicePresence, now: datetime, *, context: bool = True) -> int:
+                       after: DevicePresence, now: datetime, *, context: bool = True,
+                       arbitration: bool = True) -> int:
     """What the batch's presence events (and the customer's predicted next place) make of it:
     each moment with its context, decided in time order and kept by `ledger`. Return how many
     pushes were queued."""
@@ -178,8 +181,8 @@ async def answer_batch(ledger: Ledger, view: CatalogView, predictor: Predictor,
     elif view.campaigns:
         contexted.extend((m, None) for m in moments)
     evidence = await ledger.evidence(view.campaigns, now) \
-        if view.campaigns and contexted else None
-    return await decide_moments(ledger, view, device, contexted, now, evidence)
+        if view.campaigns and contexted and arbitration else None
+    return await decide_moments(ledger, view, device, contexted, now, evidence, draw=arbitration)
 
 
 async def _record_visits(conn: Connection, catalog: CatalogView, device: Device,
@@ -287,10 +290,12 @@ def moments_of(catalog: CatalogView, events: Sequence[GeoEvent]) -> list[Moment]
 
 async def decide_moments(ledger: Ledger, catalog: CatalogView, device: Device,
                          moments: Sequence[tuple[Moment, MomentEvidence | None]],
-                         now: datetime, learned: Evidence | None = None) -> int:
+                         now: datetime, learned: Evidence | None = None, *,
+                         draw: bool = True) -> int:
     """Decide every moment in time order and keep the winners through `ledger`, each delivery
-    keeping its moment's evidence and why it won; `learned` is arbitration's evidence. Return
-    how many were queued."""
+    keeping its moment's evidence and why it won; `learned` is arbitration's evidence
+    (`draw=False`: the benchmark's control, see `ingest_pings`). Return how many were
+    queued."""
     campaigns = catalog.campaigns
     if not campaigns or not moments:
         return 0
@@ -301,7 +306,8 @@ async def decide_moments(ledger: Ledger, catalog: CatalogView, device: Device,
     by_id = {c.id: c for c in campaigns}
     queued = 0
     for moment, evidence in sorted(moments, key=lambda m: m[0].occurred_at):
-        decision = decide(moment, context, campaigns, catalog.policy, past, now, learned)
+        decision = decide(moment, context, campaigns, catalog.policy, past, now, learned,
+                          draw=draw)
         push = await ledger.record(decision, now, evidence)
         if push is not None:
             past.append(push)

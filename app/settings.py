@@ -67,6 +67,12 @@ class Settings(msgspec.Struct, kw_only=True, frozen=True):
     # page may load images from); empty for no tiles (the fences show on a blank background).
     console_tile_url: str = OSM_TILES
     console_tile_attribution: str = OSM_ATTRIBUTION
+    # A benchmark control, never for production: the ping path does not arbitrate (no evidence
+    # read, no Thompson draw); among a moment's survivors the highest priority wins, ties going
+    # to `decide._rank`, as before arbitration existed. This is how `make bench` measures what
+    # choosing among candidates adds to the ping path. Off unless CONTEXTO_BENCH_SKIP_ARBITRATION
+    # is set.
+    bench_skip_arbitration: bool = False
 
     def __post_init__(self) -> None:
         if not 0 <= self.h3_resolution <= 15:
@@ -132,6 +138,7 @@ def from_environment(env: Mapping[str, str], *, database_url: str,
         bench_skip_context=_flag(env.get("CONTEXTO_BENCH_SKIP_CONTEXT", "0")),
         console_tile_url=env.get("CONSOLE_TILE_URL", OSM_TILES).strip(),
         console_tile_attribution=env.get("CONSOLE_TILE_ATTRIBUTION", OSM_ATTRIBUTION),
+        bench_skip_arbitration=_flag(env.get("CONTEXTO_BENCH_SKIP_ARBITRATION", "0")),
         embedded_emulator_port=(
             int(env.get("FCM_EMULATOR_PORT", "8765"))
             if not env.get("FCM_ENDPOINT") and not env.get("GOOGLE_APPLICATION_CREDENTIALS")

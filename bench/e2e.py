@@ -10,16 +10,24 @@ Set-up: ~1,000 stores with circle/rectangle fences over a 10 × 10 km city, six 
 campaigns, three of them with an audience (generous caps; a policy without quiet hours nor
 minimum gap), an app key and a few thousand devices registered concurrently, as customers with
 signal histories of the past days (`bench.shoppers`), so the context engine runs on every batch
-that makes a moment. `--skip-context` is the control run: the same load on a service that skips
-the context engine (`CONTEXTO_BENCH_SKIP_CONTEXT=1`); the server CPU per request of the two runs
-is what the context adds to the ping path. Then the generator keeps `--concurrency` requests in
-flight for a warm-up and `--seconds` measured seconds; some devices walk into stores, so pushes
-are queued. Each push the emulator received is traced back, through its delivery's device and
-moment, to the request that carried the entering ping: (c) is that request's send time → the
-emulator's `received_at`.
+that makes a moment. The three campaigns without an audience share one priority and overlap
+(every store, three tags of four, 100 flagships) at different `value`s, so most entries that no
+audience campaign takes are decided by arbitration's draw; the report counts how the pushed
+moments were decided (their `why`). Two control runs: `--skip-context`, the same load on a
+service that skips the context engine (`CONTEXTO_BENCH_SKIP_CONTEXT=1`), and
+`--skip-arbitration`, one that ranks the survivors by priority then rank without evidence nor
+draw (`CONTEXTO_BENCH_SKIP_ARBITRATION=1`); the server CPU per request of a full run against a
+control is what that feature adds to the ping path (`bench.controls`: every run is appended to
+`.contexto/bench/e2e_runs.jsonl`, and a control run prints itself against the latest full run of
+the same settings, and the medians of several).
+
+Then the generator keeps `--concurrency` requests in flight for a warm-up and `--seconds`
+measured seconds; some devices walk into stores, so pushes are queued. Each push the emulator
+received is traced back, through its delivery's device and moment, to the request that carried
+the entering ping: (c) is that request's send time → the emulator's `received_at`.
 
 Run: `python -m bench.e2e [--devices N] [--concurrency N] [--seconds S] [--database-url URL]
-[--skip-context]`
+[--skip-context | --skip-arbitration]`
 (without a URL, nor `DATABASE_URL`, the service starts an embedded PostgreSQL; with one, a new
 database is created on that server and dropped afterwards). Targets: (b) ≥ 50 k pings/s,
 (c) p99 < 250 ms.
@@ -51,6 +59,8 @@ import httpx
 import msgspec
 import numpy as np
 
+from bench import controls
+from bench.controls import Decided, Measured, RunFigures, RunKey
 from bench.loadgen import METRES_PER_DEG_LAT, PINGS_PER_BATCH, ROUND_SECONDS, Go, Plan, Result
 from bench.shoppers import HISTORY_DAYS, as_json_rows, campaign_bodies, customer_ids, signal_records
 from fixtures.launch import Service, service
@@ -485,8 +495,10 @@ def _cpu_model() -> str:
 
 
 def report(*, command: str, pg_version: str, database: str, world: World, spec: Plan,
-           go: Go, result: Result, pushes: PushFigures, cpu: dict[str, float],
-           setup_s: float, total_s: float, workers: int, skip_context: bool) -> None:
+           go: Go, result: Result, pushes: PushFigures, decided: Decided,
+           cpu: dict[str, float], setup_s: float, total_s: float, workers: int,
+           skip_context: bool, skip_arbitration: bool) -> Measured:
+    """Print the run's figures and return the ones a control run is compared on."""
     window = max(result.measure_end - result.measure_start, 1e-9)
     # Throughput counts the answers that arrived inside the window (whenever they were sent);
     # latency, the requests sent inside it.
@@ -549,15 +561,17 @@ def report(*, command: str, pg_version: str, database: str, world: World, spec: 
     print(f"    pushes     : {pushes.deliveries:,} deliveries queued ({dict(pushes.statuses)}), "
           f"{pushes.received:,} received by the emulator, {pushes.pending_after_drain} still "
           f"pending {DRAIN_SECONDS:g} s after the load, {pushes.untraced} not traceable")
+    print(controls.decided_line(decided, skipped=skip_arbitration))
+    per_request = postgres_per_request = others = 0.0
     if cpu:
-        others = cpu["machine"] - cpu["server"] - cpu["postgres"] - cpu["loadgen"]
+        others = max(cpu["machine"] - cpu["server"] - cpu["postgres"] - cpu["loadgen"], 0.0)
         print(f"CPU (cores, measured window): server {cpu['server']:.2f} | postgres (all on the "
               f"machine) {cpu['postgres']:.2f} | load generator {cpu['loadgen']:.2f} | other "
-              f"processes {max(others, 0.0):.2f} | machine {cpu['machine']:.2f} of "
+              f"processes {others:.2f} | machine {cpu['machine']:.2f} of "
               f"{os.cpu_count()}")
         rate = len(ok) / window
         if rate > 0 and cpu["server"] > 0:
-            per_request = cpu["server"] / rate
+            per_request, postgres_per_request = cpu["server"] / rate, cpu["postgres"] / rate
             print(f"    server CPU per 100-ping request: {per_request * 1e3:.1f} ms, i.e. at most "
                   f"{PINGS_PER_BATCH / per_request:,.0f} pings/s per core of the "
                   f"server; postgres {cpu['postgres'] / rate * 1e3:.1f} ms per request")
@@ -568,6 +582,9 @@ def report(*, command: str, pg_version: str, database: str, world: World, spec: 
     print(f"generator: pre-built {result.prebuilt:,} requests in {result.build_s:.1f} s, "
           f"{result.built_late:,} built while measuring; total run {total_s:.0f} s")
     print("=" * 98)
+    return Measured(pings_per_s=pings_per_s, requests_per_s=len(ok) / window,
+                    server_ms_per_request=per_request * 1e3,
+                    postgres_ms_per_request=postgres_per_request * 1e3, other_cores=others)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -599,6 +616,8 @@ async def bench(args: argparse.Namespace, command: str) -> None:
                      "DEVICE_BURST": "1000000", "DEVICE_BATCHES_PER_SECOND": "1000000"}
             if args.skip_context:
                 extra["CONTEXTO_BENCH_SKIP_CONTEXT"] = "1"
+            if args.skip_arbitration:
+                extra["CONTEXTO_BENCH_SKIP_ARBITRATION"] = "1"
             with service(database_url=db_url, extra_env=extra) as svc:
                 if db_url is None:
                     db_url = embedded_url(svc)
@@ -619,16 +638,41 @@ async def bench(args: argparse.Namespace, command: str) -> None:
                 result, cpu = await loadgen.go(go, svc.process.pid)
                 print("waiting for the outbox to drain", flush=True)
                 pushes = await push_figures(db_url, svc.emulator_url, world, plan, result)
+                conn = await asyncpg.connect(db_url)
+                try:
+                    decided = await controls.decided(conn)
+                finally:
+                    await conn.close()
                 database = (f"fresh database on {_redacted(server_url)}" if server_url
                             else "embedded PostgreSQL (pgserver), fresh")
-                report(command=command, pg_version=pg_version, database=database, world=world,
-                       spec=plan, go=go, result=result, pushes=pushes, cpu=cpu,
-                       setup_s=setup_s, total_s=time.monotonic() - started,
-                       workers=args.workers, skip_context=args.skip_context)
+                figures = report(
+                    command=command, pg_version=pg_version, database=database, world=world,
+                    spec=plan, go=go, result=result, pushes=pushes, decided=decided, cpu=cpu,
+                    setup_s=setup_s, total_s=time.monotonic() - started, workers=args.workers,
+                    skip_context=args.skip_context, skip_arbitration=args.skip_arbitration)
+                remember(args, command, figures)
         finally:
             await loadgen.close()
             if server_url and created:
                 await drop_database(server_url, created)
+
+
+def remember(args: argparse.Namespace, command: str, measured: Measured) -> None:
+    """Append the run to `controls.RUNS_FILE`; a control run prints itself against full runs."""
+    if measured.server_ms_per_request <= 0:
+        return  # no CPU figures: nothing to compare
+    mode: controls.Mode = ("skip-context" if args.skip_context else
+                           "skip-arbitration" if args.skip_arbitration else "full")
+    key = RunKey(concurrency=args.concurrency, devices=args.devices, stores=args.stores,
+                 seconds=args.seconds, warmup=args.warmup, visit_share=args.visit_share,
+                 seed=args.seed, workers=args.workers, pool=args.pool)
+    run = RunFigures(at=datetime.now(UTC), mode=mode, key=key, command=command,
+                     **msgspec.structs.asdict(measured))
+    controls.record(run)
+    for line in controls.compare(run, controls.earlier_runs()):
+        print(line)
+    if mode != "full":
+        print("=" * 98)
 
 
 def _redacted(url: str) -> str:
@@ -653,9 +697,14 @@ def main(argv: list[str] | None = None) -> None:
                         help="a PostgreSQL server (a fresh database is created on it); "
                              "default: $DATABASE_URL, else an embedded PostgreSQL")
     parser.add_argument("--seed", type=int, default=7)
-    parser.add_argument("--skip-context", action="store_true",
-                        help="the control run: the service skips the context engine "
-                             "(CONTEXTO_BENCH_SKIP_CONTEXT=1), to measure what it adds")
+    control = parser.add_mutually_exclusive_group()
+    control.add_argument("--skip-context", action="store_true",
+                         help="a control run: the service skips the context engine "
+                              "(CONTEXTO_BENCH_SKIP_CONTEXT=1), to measure what it adds")
+    control.add_argument("--skip-arbitration", action="store_true",
+                         help="a control run: the service ranks survivors by priority then rank, "
+                              "with no evidence nor draw (CONTEXTO_BENCH_SKIP_ARBITRATION=1), to "
+                              "measure what arbitration adds")
     parser.add_argument("--workers", type=int, default=2,
                         help="service worker processes (CONTEXTO_WORKERS)")
     parser.add_argument("--pool", type=int, default=10,

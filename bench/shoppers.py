@@ -101,9 +101,11 @@ def as_json_rows(records: Sequence[tuple[Any, ...]]) -> list[tuple[Any, ...]]:
 
 
 def campaign_bodies(store_ids: Sequence[str], now: datetime) -> list[dict[str, Any]]:
-    """Active `enter` campaigns: three for everyone (any store at priority 0, so every entry
-    ends in exactly one delivery with or without the context) and three with an audience above
-    them, which only a moment's context can let through."""
+    """Active `enter` campaigns: three for everyone at one priority (any store, so every entry
+    ends in exactly one delivery with or without the context; three tags of four; 100 flagship
+    stores), worth different `value`s, so that most entries have two or three contenders and
+    arbitration draws; and three with an audience above them, which only a moment's context can
+    let through."""
     common: dict[str, Any] = {
         "schedule": {"starts_at": (now - timedelta(days=1)).isoformat(),
                      "ends_at": (now + timedelta(days=1)).isoformat()},
@@ -112,13 +114,15 @@ def campaign_bodies(store_ids: Sequence[str], now: datetime) -> list[dict[str, A
         "status": "active",
     }
     bodies: list[dict[str, Any]] = [
-        {"name": "any store", "trigger": {"kind": "enter"}, "priority": 0,
+        {"name": "any store", "trigger": {"kind": "enter"}, "priority": 0, "value": 1.0,
          "offer": {"title": "Welcome in", "body": "10 % off today", "data": {"sku": "any"}}},
-        {"name": "groceries", "trigger": {"kind": "enter", "tags": ["grocery"]},
-         "priority": 10, "offer": {"title": "Fresh deal", "body": "Fruit -20 %",
-                                   "deep_link": "shop://offers/fruit"}},
+        {"name": "daily needs",
+         "trigger": {"kind": "enter", "tags": ["grocery", "cafe", "pharmacy"]},
+         "priority": 0, "value": 3.0, "offer": {"title": "Fresh deal", "body": "Fruit -20 %",
+                                                 "deep_link": "shop://offers/fruit"}},
         {"name": "flagships", "trigger": {"kind": "enter", "store_ids": list(store_ids[:100])},
-         "priority": 5, "offer": {"title": "Flagship", "body": "A gift at the counter"}},
+         "priority": 0, "value": 2.0,
+         "offer": {"title": "Flagship", "body": "A gift at the counter"}},
         {"name": "ready to buy", "trigger": {"kind": "enter"}, "priority": 30,
          "audience": {"micromoments": ["buy"]},
          "offer": {"title": "Your basket is waiting", "body": "Pick it up here, -5 %"}},

@@ -214,6 +214,23 @@ def arbitrate(survivors: Sequence[Campaign], context: MomentContext | None, evid
     return Arbitration(chosen=chosen, rule=rule, bucket=chosen_bucket, scored=scored)
 
 
+def by_rank(survivors: Sequence[Campaign], context: MomentContext | None,
+            tie_rank: Rank) -> Arbitration:
+    """The benchmark's control run only (`Settings.bench_skip_arbitration`): the rule before
+    arbitration — the greatest `tie_rank` (priority, then latest activation, creation, id) wins,
+    with no evidence and no draw — so that `make bench` can measure what `arbitrate` adds."""
+    if not survivors:
+        return Arbitration(chosen=None, rule=None, bucket=bucket_of_none(context), scored={})
+    chosen = max(survivors, key=tie_rank)
+    scored = {c.id: Candidate(campaign_id=c.id, eligible=True, value=c.value) if c is chosen
+              else Candidate(campaign_id=c.id, eligible=True, reason="outranked",
+                             detail="ranked below it (bench control: no draw)", value=c.value)
+              for c in survivors}
+    rule: Decider = "only candidate" if len(survivors) == 1 else "priority"
+    return Arbitration(chosen=chosen, rule=rule, bucket=bucket_of(chosen, context),
+                       scored=scored)
+
+
 def bucket_of_none(context: MomentContext | None) -> str:
     micromoment = "unknown" if context is None else (context.micromoment or "none")
     return f"{micromoment}|{tier_of(context)}|unknown"

@@ -171,11 +171,14 @@ def decide(
     history: Sequence[PastPush],
     now: datetime,
     evidence: Evidence | None = None,
+    *,
+    draw: bool = True,
 ) -> Decision:
     """Choose at most one campaign for the moment and record why each other matched one is not.
 
     `evidence`: what earlier deliveries' outcomes taught arbitration (none: every campaign at
-    its prior)."""
+    its prior). `draw=False` is the benchmark's control run only
+    (`Settings.bench_skip_arbitration`): survivors are ranked without arbitration."""
     if now.tzinfo is None:
         raise ValueError("now needs a UTC offset")
     if device.device_id != moment.device_id:
@@ -187,14 +190,14 @@ def decide(
     key = moment_key(moment)
     seed = seed_of(moment.device_id, key)
     held = arbitrate_with_holdouts(survivors, moment.device_id, moment.context,
-                                   evidence or Evidence(), seed, _rank)
+                                   evidence or Evidence(), seed, _rank, draw=draw)
     for c in held.held_out:
         failures[c.id] = ("holdout", f"the device is in this campaign's "
                                      f"{c.holdout_percent:g} % holdout group; it had won the "
                                      "moment, which is recorded as a control")
     winner = held.chosen
     suppressions = [
-        _suppression(c, failures[c.id], winner) for c in matched if c is not winner
+        _suppression(c, failures[c.id], winner, draw) for c in matched if c is not winner
     ]
     global_holdout = in_global_holdout(device.device_id, policy.global_holdout_percent)
     chosen = None if global_holdout else winner
@@ -365,7 +368,8 @@ def _first_failure(campaign: Campaign, s: _Situation) -> tuple[SuppressionReason
 
 
 def _suppression(
-    campaign: Campaign, failure: tuple[SuppressionReason, str] | None, chosen: Campaign | None
+    campaign: Campaign, failure: tuple[SuppressionReason, str] | None, chosen: Campaign | None,
+    drawn: bool = True,
 ) -> Suppression:
     """Why the campaign did not go out: the rule it failed, else outranked by `chosen`."""
     if failure is not None:
@@ -373,7 +377,7 @@ def _suppression(
         return Suppression(campaign_id=campaign.id, reason=reason, detail=detail)
     assert chosen is not None, "a survivor is suppressed only when another one won"
     how = "a higher priority" if chosen.priority > campaign.priority else \
-        "a higher drawn expected value"
+        "a higher drawn expected value" if drawn else "rank (bench control: no draw)"
     detail = f"campaign {chosen.id} ({chosen.name!r}) was chosen instead, by {how}"
     return Suppression(campaign_id=campaign.id, reason="outranked", detail=detail)
 

@@ -29,7 +29,7 @@ from uuid import UUID
 
 import msgspec
 
-from campaigns.arbitrate import Arbitration, Evidence, Rank, arbitrate
+from campaigns.arbitrate import Arbitration, Evidence, Rank, arbitrate, by_rank
 from campaigns.model import Campaign
 from customers.context import MomentContext
 
@@ -65,13 +65,15 @@ class HeldOut(msgspec.Struct, kw_only=True, frozen=True):
 
 def arbitrate_with_holdouts(survivors: Sequence[Campaign], device_id: UUID,
                             context: MomentContext | None, evidence: Evidence, seed: int,
-                            tie_rank: Rank) -> HeldOut:
+                            tie_rank: Rank, *, draw: bool = True) -> HeldOut:
     """Arbitrate; while the winner holds the device out, record it and arbitrate again
-    among the rest (with the same seed, so the decision replays)."""
+    among the rest (with the same seed, so the decision replays). `draw=False` is the
+    benchmark's control only (`Settings.bench_skip_arbitration`): rank without a draw."""
     remaining = list(survivors)
     held: list[Campaign] = []
     while True:
-        arbitration = arbitrate(remaining, context, evidence, seed, tie_rank)
+        arbitration = arbitrate(remaining, context, evidence, seed, tie_rank) if draw \
+            else by_rank(remaining, context, tie_rank)
         winner = arbitration.chosen
         if winner is None or not in_holdout(device_id, winner.id, winner.holdout_percent):
             return HeldOut(chosen=winner, arbitration=arbitration, held_out=tuple(held))

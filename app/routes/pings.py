@@ -35,6 +35,7 @@ class PingController(Controller):
             outcome = await ingest_pings(conn, state.catalog, state.predictor,
                                          state.intent_model, device, accepted, now,
                                          context=not state.settings.bench_skip_context,
+                                         arbitration=not state.settings.bench_skip_arbitration,
                                          value_model=state.value_model)
         state.predictor.learn(outcome.visits)
         state.metrics.pings(len(accepted), len(rejected), len(outcome.events), outcome.queued)
