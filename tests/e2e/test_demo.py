@@ -30,7 +30,7 @@ from customers.value import PRIOR, Purchase, histories, value_matrix
 from fixtures import crowd, demo, district, purchases, shoppers
 from geo.fences import Geometry, validate
 from geo.model import FeatureCollection, StoreIn
-from geo.pings import SignalIn, check_attributes, check_time
+from geo.pings import MAX_FUTURE, SignalIn, check_attributes, check_time
 from tests.api.conftest import ADMIN_TOKEN, settings_for
 from tests.clock import CLOCK, PINNED
 from tests.e2e.conftest import emulator_thread
@@ -298,6 +298,10 @@ def test_the_crowds_visits_are_acceptable_pings_inside_the_offers_lifetime() -> 
     for shopper in planned:
         assert 0 < len(shopper.first_visit) <= 500
         assert all(now - timedelta(hours=1) < p.at < now for p in shopper.first_visit)
+    for seed in range(20):
+        back = crowd.visit_pings(random.Random(seed), crowd.shop_centre(store.features[0]),
+                                 now + crowd.RETURN_DELAY, crowd.RETURN_STAY, leave=False)
+        assert now < back[0].at and back[-1].at < now + MAX_FUTURE - timedelta(seconds=30)
 
 
 def test_the_demo_ends_with_the_uplift_of_its_held_out_campaign_treated_above_control(
