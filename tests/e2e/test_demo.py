@@ -27,15 +27,18 @@ from campaigns.model import CampaignSpec
 from customers.model import CART_ADD, CHECKOUT, DIRECTIONS, PRODUCT_VIEW, PURCHASE, SEARCH
 from customers.transactions_csv import columns_of, parse_rows
 from customers.value import PRIOR, Purchase, histories, value_matrix
-from fixtures import demo, district, purchases, shoppers
+from fixtures import crowd, demo, district, purchases, shoppers
 from geo.fences import Geometry, validate
 from geo.model import FeatureCollection, StoreIn
-from geo.pings import SignalIn, check_attributes, check_time
+from geo.pings import MAX_FUTURE, SignalIn, check_attributes, check_time
 from tests.api.conftest import ADMIN_TOKEN, settings_for
 from tests.clock import CLOCK, PINNED
 from tests.e2e.conftest import emulator_thread
 
 DemoRun = tuple[demo.DemoResult, str]
+# Fewer than `make demo`'s 160, to keep the module quick; still enough controls (25 % of them)
+# for the visit uplift's interval to stay above 0.
+TEST_CROWD = 100
 
 
 async def _replay(database_url: str) -> DemoRun:
@@ -46,7 +49,7 @@ async def _replay(database_url: str) -> DemoRun:
                 httpx.AsyncClient(base_url=emulator_url, timeout=30.0) as emulator:
             out = io.StringIO()
             result = await demo.Demo(client, emulator, ADMIN_TOKEN, out, pace=0.0,
-                                     clock=CLOCK).run()
+                                     clock=CLOCK, crowd_size=TEST_CROWD).run()
             return result, out.getvalue()
 
 
@@ -279,3 +282,54 @@ def test_an_expected_value_draw_decides_between_offers_of_one_priority_and_other
         assert len({c["value"] for c in scored}) == len(scored) >= 2, push.why
         assert max(scored, key=lambda c: c["score"])["campaign_id"] == push.campaign_id
     assert "won by expected value draw (drawn score" in output
+
+
+def test_the_crowds_returners_are_exact_shares_of_each_group_and_the_same_for_a_seed() -> None:
+    group = [crowd.CrowdShopper(f"crowd-{i:03d}", []) for i in range(43)]
+    drawn = crowd.returners(random.Random(3), group, crowd.CONTROL_VISIT_RATE)
+    assert len(drawn) == round(crowd.CONTROL_VISIT_RATE * 43) == 9
+    assert drawn == crowd.returners(random.Random(3), group, crowd.CONTROL_VISIT_RATE)
+    assert crowd.TREATED_VISIT_RATE > crowd.CONTROL_VISIT_RATE
+    assert crowd.TREATED_PURCHASE_RATE > crowd.CONTROL_PURCHASE_RATE
+
+
+def test_the_crowds_visits_are_acceptable_pings_inside_the_offers_lifetime() -> None:
+    now = CLOCK()
+    store = next(s for s in district.load_district() if s.external_id == crowd.CROWD_STORE)
+    planned = crowd.plan_crowd(random.Random(1), crowd.shop_centre(store.features[0]), now, 20)
+    for shopper in planned:
+        assert 0 < len(shopper.first_visit) <= 500
+        assert all(now - timedelta(hours=1) < p.at < now for p in shopper.first_visit)
+    for seed in range(20):
+        back = crowd.visit_pings(random.Random(seed), crowd.shop_centre(store.features[0]),
+                                 now + crowd.RETURN_DELAY, crowd.RETURN_STAY, leave=False)
+        assert now < back[0].at and back[-1].at < now + MAX_FUTURE - timedelta(seconds=30)
+
+
+def test_the_demo_ends_with_the_uplift_of_its_held_out_campaign_treated_above_control(
+        demo_run: DemoRun) -> None:
+    result, output = demo_run
+    measured = result.measured
+    assert all(s.rejected == [] for s in measured.crowd), output
+    answers = measured.uplifts[measured.campaign_id]
+    for goal in ("visit", "purchase"):
+        answer = answers[goal]
+        treated, control = answer["treated"], answer["control"]
+        assert treated["n"] > 0 and control["n"] > 0, (goal, answer)
+        assert treated["n"] + control["n"] <= TEST_CROWD, answer
+        assert treated["rate"] > control["rate"], (goal, answer)
+    assert answers["visit"]["ci95"][0] > 0 and answers["visit"]["p_value"] < 0.05, answers
+    assert set(measured.uplifts) == set(result.campaigns)
+    table = output[output.index("uplift (GET /v1/campaigns/{id}/uplift"):]
+    assert all(c["name"][:27] in table for c in result.campaigns.values()), output
+    assert "method: Newcombe" in table and "visit" in table and "purchase" in table
+
+
+def test_the_demo_ends_with_a_backtest_that_would_have_sent_pushes(demo_run: DemoRun) -> None:
+    result, output = demo_run
+    backtest = result.measured.backtest
+    assert backtest["would_send"] > 0 and backtest["devices"] > 0, backtest
+    assert backtest["moments"] == backtest["would_send"] + sum(backtest["suppressed"].values())
+    assert backtest["by_geofence"], backtest
+    summary = output[output.index("backtest (POST /v1/campaigns/backtest)"):]
+    assert f"would send {backtest['would_send']} pushes" in summary and "top fences:" in summary
