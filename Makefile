@@ -47,6 +47,7 @@ bench: $(STAMP)
 	$(PY) -m bench.catalog_refresh
 	$(PY) -m bench.uplift
 	$(PY) -m bench.context
+	$(PY) -m bench.context --without arbitration --interleave
 	$(PY) -m bench.e2e --concurrency 32
 	$(PY) -m bench.e2e --concurrency 32 --skip-context
 	$(PY) -m bench.e2e --concurrency 32 --skip-arbitration
