@@ -1,0 +1,56 @@
+// Bar charts drawn with the vendored uPlot (loaded from /console/static/vendor on first use, so
+// a page that shows no chart never fetches it). Each chart is a canvas with a label in words;
+// the figures it draws are always also in a table beside it, which is what a reader (or a
+// screen reader) can copy.
+import { el } from "./dom.js";
+
+const VENDOR = "/console/static/vendor/uplot";
+let loading = null;
+
+function loadUplot() {
+  if (window.uPlot) return Promise.resolve(window.uPlot);
+  if (!loading) {
+    loading = new Promise((resolve, reject) => {
+      if (!document.querySelector(`link[href="${VENDOR}/uPlot.min.css"]`)) {
+        document.head.append(el("link", { rel: "stylesheet", href: `${VENDOR}/uPlot.min.css` }));
+      }
+      const script = el("script", { src: `${VENDOR}/uPlot.iife.min.js` });
+      script.addEventListener("load", () => resolve(window.uPlot));
+      script.addEventListener("error", () => reject(new Error("the chart library could not be loaded")));
+      document.head.append(script);
+    });
+  }
+  return loading;
+}
+
+const COLOURS = ["#0b5cad", "#1e7b34", "#b07b00", "#b3261e"];
+
+// Bars at x = 0..n-1, labelled on the x axis by `labels` (every `labelEvery` bars). `series` is
+// [{label, values}], each as long as `labels`; each series is a part of the one before.
+export async function bars(node, { title, labels, series, labelEvery = 1, unit = "", height = 220 }) {
+  const uPlot = await loadUplot();
+  node.replaceChildren();
+  node.setAttribute("role", "img");
+  node.setAttribute("aria-label", title);
+  const xs = labels.map((_, i) => i);
+  const width = Math.max(280, node.clientWidth || 480);
+  const options = {
+    width, height, title,
+    legend: { show: series.length > 1, live: false },
+    cursor: { drag: { x: false, y: false } },
+    scales: { x: { time: false, range: [-0.5, labels.length - 0.5] }, y: { range: (u, lo, hi) => [0, Math.max(1, hi * 1.1)] } },
+    axes: [
+      { splits: () => xs.filter((i) => i % labelEvery === 0), values: (u, splits) => splits.map((i) => labels[i] ?? "") },
+      { values: (u, splits) => splits.map((v) => (Number.isInteger(v) ? `${v}${unit}` : "")), size: 50 },
+    ],
+    // A later series is a part of an earlier one (would-send of moments): it is drawn over it,
+    // narrower.
+    series: [{ label: "" }, ...series.map((s, k) => ({
+      label: s.label, fill: COLOURS[k % COLOURS.length], stroke: COLOURS[k % COLOURS.length],
+      width: 0, points: { show: false },
+      paths: uPlot.paths.bars({ size: [Math.max(0.3, 0.8 - 0.35 * k), 60], align: 0 }),
+    }))],
+  };
+  const chart = new uPlot(options, [xs, ...series.map((s) => s.values)], node);
+  return chart;
+}
