@@ -86,20 +86,20 @@ async function show(out, r, stores, fences) {
       figure("Devices", fmt(r.devices), "with a moment"),
       figure("Devices reached", fmt(r.devices_reached), "with a push"),
       figure("Would send", fmt(r.would_send), `${pct(r.would_send, r.moments)} of moments`)),
+    el("h4", { text: "By hour of the week (each store's time)" }), chart,
+    el("p", { class: "hint", text: busiest
+      ? `Busiest hour: ${DAYS[busiest.day - 1]} ${two(busiest.hour)}:00, ${fmt(busiest.moments)} moments, ${fmt(busiest.would_send)} would send.`
+      : "No moment in the period." }),
     el("div", { class: "grid2" },
-      el("div", {}, el("h4", { text: "By hour of the week (each store's time)" }), chart,
-        el("p", { class: "hint", text: busiest
-          ? `Busiest hour: ${DAYS[busiest.day - 1]} ${two(busiest.hour)}:00, ${fmt(busiest.moments)} moments, ${fmt(busiest.would_send)} would send.`
-          : "No moment in the period." })),
-      el("div", {}, el("h4", { text: "Suppressions by reason" }), suppressions(r.suppressed, r.moments, "backtest-suppressions"))),
-    el("h4", { text: "By fence" }),
-    r.by_geofence.length ? el("table", { id: "backtest-fences" },
-      el("thead", {}, el("tr", {}, el("th", { text: "Fence" }), el("th", { class: "num", text: "Moments" }),
-        el("th", { class: "num", text: "Would send" }), el("th", { text: "Suppressed" }))),
-      el("tbody", {}, r.by_geofence.map((g) => el("tr", {}, el("td", { text: fenceName(g) }),
-        el("td", { class: "num", text: fmt(g.moments) }), el("td", { class: "num", text: fmt(g.would_send) }),
-        el("td", { text: reasonsInWords(g.suppressed) })))))
-      : el("p", { class: "hint", text: "No fence had a moment." }),
+      el("div", {}, el("h4", { text: "Suppressions by reason" }), suppressions(r.suppressed, r.moments, "backtest-suppressions")),
+      el("div", {}, el("h4", { text: "By fence" }),
+        r.by_geofence.length ? el("table", { id: "backtest-fences" },
+          el("thead", {}, el("tr", {}, el("th", { text: "Fence" }), el("th", { class: "num", text: "Moments" }),
+            el("th", { class: "num", text: "Would send" }), el("th", { text: "Suppressed" }))),
+          el("tbody", {}, r.by_geofence.map((g) => el("tr", {}, el("td", { text: fenceName(g) }),
+            el("td", { class: "num", text: fmt(g.moments) }), el("td", { class: "num", text: fmt(g.would_send) }),
+            el("td", { text: reasonsInWords(g.suppressed) })))))
+          : el("p", { class: "hint", text: "No fence had a moment." }))),
     el("p", { class: "hint", text: `Replayed ${fmt(r.replayed.devices)} devices, ${fmt(r.replayed.batches)} ping batches, ${fmt(r.replayed.pings)} pings (with the 2 hours before the period, which only warm presence up).` }));
   await bars(chart, {
     title: "Moments and would-send by hour of the week", labelEvery: 24,

@@ -12,7 +12,7 @@ import { describeUplift } from "./uplift.js";
 // The funnel's steps: the name the stats give each, and the words the page uses.
 const FUNNEL = [["triggered", "Triggered"], ["sent", "Sent"], ["opened", "Opened"],
   ["redeemed", "Redeemed"], ["conversions", "Converted"]];
-const DELIVERIES_PAGE = 100;
+const DELIVERIES_PAGE = 20;
 
 const decimals = (digits) => new Intl.NumberFormat("en", { minimumFractionDigits: digits, maximumFractionDigits: digits });
 export const ms = (value) => (value === null || value === undefined ? "–" : `${decimals(1).format(value)} ms`);
@@ -84,30 +84,39 @@ function latency(l) {
 
 function deliveryList(id, first, stores, names, campaign) {
   const zoneOf = (storeId) => stores.get(storeId)?.timezone;
+  // Why a delivery went out is shown in a row under it (one at a time).
   const why = el("pre", { class: "why", id: "why", "aria-live": "polite" });
+  const whyRow = el("tr", { class: "why-row" }, el("td", { colspan: "7" }, why));
   const heading = el("h4");
   const body = el("tbody");
   const more = el("button", { type: "button", class: "secondary" }, "Show more deliveries");
   let cursor = first.next_cursor;
-  const add = (items) => body.append(...items.map((d) => el("tr", {},
-    el("td", { text: localTime(d.moment_at, zoneOf(d.store_id)) }),
-    el("td", { text: stores.get(d.store_id)?.name ?? d.store_id }),
-    el("td", { text: d.trigger_kind }),
-    el("td", { text: d.status }),
-    el("td", { text: d.sent_at ? localTime(d.sent_at, zoneOf(d.store_id)) : "–" }),
-    el("td", { text: [d.opened_at && "opened", d.redeemed_at && "redeemed"].filter(Boolean).join(", ") || "–" }),
-    el("td", {}, el("button", {
-      type: "button", class: "secondary", "aria-label": `Why this delivery (${d.id})`,
-      onclick: async () => {
-        try {
-          say(why, describeWhy(await api("GET", `/v1/deliveries/${d.id}/why`), campaign, stores, names));
-        } catch (error) {
-          say(why, error.message);
-        }
-      },
-    }, "Why")))));
+  const row = (d) => {
+    const tr = el("tr", {},
+      el("td", { text: localTime(d.moment_at, zoneOf(d.store_id)) }),
+      el("td", { text: stores.get(d.store_id)?.name ?? d.store_id }),
+      el("td", { text: d.trigger_kind }),
+      el("td", { text: d.status }),
+      el("td", { text: d.sent_at ? localTime(d.sent_at, zoneOf(d.store_id)) : "–" }),
+      el("td", { text: [d.opened_at && "opened", d.redeemed_at && "redeemed"].filter(Boolean).join(", ") || "–" }),
+      el("td", {}, el("button", {
+        type: "button", class: "secondary", "aria-label": `Why this delivery (${d.id})`,
+        onclick: async () => {
+          tr.after(whyRow);
+          say(why, "…");
+          try {
+            say(why, describeWhy(await api("GET", `/v1/deliveries/${d.id}/why`), campaign, stores, names));
+          } catch (error) {
+            say(why, error.message);
+          }
+        },
+      }, "Why")));
+    return tr;
+  };
+  const add = (items) => body.append(...items.map(row));
   const label = () => {
-    say(heading, `Deliveries (${body.children.length}${cursor ? "+" : ""}), in each store's time`);
+    const shown = body.querySelectorAll("tr:not(.why-row)").length;
+    say(heading, `Deliveries (${shown}${cursor ? "+" : ""}), in each store's time`);
     more.hidden = !cursor;
   };
   more.addEventListener("click", async () => {
@@ -126,7 +135,7 @@ function deliveryList(id, first, stores, names, campaign) {
     first.items.length ? el("table", { id: "deliveries" },
       el("thead", {}, el("tr", {}, ["Moment", "Store", "Trigger", "Status", "Sent", "Feedback", ""].map((h) => el("th", { text: h })))),
       body) : el("p", { class: "hint", text: "No deliveries yet." }),
-    more, why);
+    more);
 }
 
 const num3 = (x) => (x === undefined || x === null ? null : x.toFixed(3));

@@ -26,7 +26,8 @@ function loadUplot() {
 const COLOURS = ["#0b5cad", "#1e7b34", "#b07b00", "#b3261e"];
 
 // Bars at x = 0..n-1, labelled on the x axis by `labels` (every `labelEvery` bars). `series` is
-// [{label, values}], each as long as `labels`; each series is a part of the one before.
+// [{label, values}], each as long as `labels`; each series is a part of the one before, drawn
+// over it (the would-send part of the moments).
 export async function bars(node, { title, labels, series, labelEvery = 1, unit = "", height = 220 }) {
   const uPlot = await loadUplot();
   node.replaceChildren();
@@ -43,12 +44,10 @@ export async function bars(node, { title, labels, series, labelEvery = 1, unit =
       { splits: () => xs.filter((i) => i % labelEvery === 0), values: (u, splits) => splits.map((i) => labels[i] ?? "") },
       { values: (u, splits) => splits.map((v) => (Number.isInteger(v) ? `${v}${unit}` : "")), size: 50 },
     ],
-    // A later series is a part of an earlier one (would-send of moments): it is drawn over it,
-    // narrower.
     series: [{ label: "" }, ...series.map((s, k) => ({
       label: s.label, fill: COLOURS[k % COLOURS.length], stroke: COLOURS[k % COLOURS.length],
       width: 0, points: { show: false },
-      paths: uPlot.paths.bars({ size: [Math.max(0.3, 0.8 - 0.35 * k), 60], align: 0 }),
+      paths: uPlot.paths.bars({ size: [0.8, 60], align: 0 }),
     }))],
   };
   const chart = new uPlot(options, [xs, ...series.map((s) => s.values)], node);
