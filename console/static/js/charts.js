@@ -16,7 +16,11 @@ function loadUplot() {
       }
       const script = el("script", { src: `${VENDOR}/uPlot.iife.min.js` });
       script.addEventListener("load", () => resolve(window.uPlot));
-      script.addEventListener("error", () => reject(new Error("the chart library could not be loaded")));
+      script.addEventListener("error", () => {
+        loading = null;  // the next chart tries again
+        script.remove();
+        reject(new Error("the chart library could not be loaded"));
+      });
       document.head.append(script);
     });
   }
@@ -29,12 +33,18 @@ const COLOURS = ["#0b5cad", "#1e7b34", "#b07b00", "#b3261e"];
 // [{label, values}], each as long as `labels`; each series is a part of the one before, drawn
 // over it (the would-send part of the moments).
 export async function bars(node, { title, labels, series, labelEvery = 1, unit = "", height = 220 }) {
-  const uPlot = await loadUplot();
+  let uPlot;
+  try {
+    uPlot = await loadUplot();
+  } catch (error) {  // the table beside the chart still holds every figure
+    node.replaceChildren(el("p", { class: "hint", text: `No chart: ${error.message}.` }));
+    return null;
+  }
   node.replaceChildren();
   node.setAttribute("role", "img");
   node.setAttribute("aria-label", title);
   const xs = labels.map((_, i) => i);
-  const width = Math.max(280, node.clientWidth || 480);
+  const width = Math.max(280, (node.clientWidth || 488) - 8);  // inside the .chart padding
   const options = {
     width, height, title,
     legend: { show: series.length > 1, live: false },

@@ -45,7 +45,7 @@ function result(u) {
     ? el("p", { id: "uplift-verdict" }, el("strong", { text: "Not enough data" }),
       " for an uplift and its 95 % interval yet.")
     : el("p", { id: "uplift-verdict" }, "Uplift ", el("strong", { text: points(u.uplift) }),
-      `, 95 % interval ${points(u.ci95[0])} to ${points(u.ci95[1])}; p-value ${u.p_value.toFixed(3)}; `
+      `, 95 % interval ${points(u.ci95[0])} to ${points(u.ci95[1])}; p-value ${u.p_value < 0.001 ? "< 0.001" : u.p_value.toFixed(3)}; `
       + `${(u.incremental_conversions ?? 0).toFixed(1)} incremental conversions. `
       + (u.ci95[0] > 0 ? "The offer raised conversions." : u.ci95[1] < 0 ? "The offer lowered conversions."
         : "The interval includes zero: no effect shown yet."));
