@@ -1,12 +1,14 @@
 // The campaign form: every field of the contract, the offer previewed as Android and iOS show
 // it, and the API's validation errors shown at the field they name.
 import { api, listAll } from "./api.js";
+import { backtestPanel } from "./backtest.js";
 import { $, el, say } from "./dom.js";
 
 const DAYS = ["Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun"];
 const KINDS = ["enter", "dwell", "exit", "predicted_next"];
 const MOMENTS = ["know", "go", "do", "buy"];
 const TIERS = ["low", "medium", "high"];
+const STATUSES = ["draft", "active", "paused"];
 
 const csv = (text) => text.split(",").map((t) => t.trim()).filter(Boolean);
 const num = (input) => (input.value.trim() === "" ? null : Number(input.value));
@@ -82,7 +84,10 @@ export async function renderForm(root, campaign, onSaved) {
       field("Offer lifetime (seconds)", "offer_ttl_seconds",
         input({ type: "number", step: "1", value: c.offer_ttl_seconds }), "60 to 86,400 s"),
       field("Value of one conversion", "value", input({ type: "number", step: "any", value: c.value }),
-        "in the stores' currency, for arbitration")),
+        "in the stores' currency, for arbitration"),
+      campaign ? null : field("Status once created", "status",
+        el("select", {}, STATUSES.map((s) => el("option", { value: s, text: s }))),
+        "a draft or paused campaign sends nothing until it is activated")),
     el("fieldset", {}, el("legend", { text: "Trigger" }),
       field("Kind", "trigger.kind", el("select", {}, KINDS.map((k) => el("option", { value: k, selected: k === t.kind, text: k })))),
       checks("trigger.store_ids", "Stores (any fence of them)", stores.map((s) => s.id), t.store_ids || [], (id) => storeName.get(id)),
@@ -128,7 +133,19 @@ export async function renderForm(root, campaign, onSaved) {
     el("div", { class: "row" },
       el("button", { type: "submit" }, campaign ? "Save changes" : "Create campaign"),
       el("a", { href: campaign ? `#campaigns/${campaign.id}` : "#campaigns", text: "Cancel" })));
-  root.replaceChildren(form);
+  // Outside the form: Enter in its period fields must not save the campaign.
+  const backtest = el("section", { "aria-labelledby": "backtest-title" },
+    el("h3", { id: "backtest-title", text: "Backtest this proposal (as the form stands, unsaved)" }),
+    backtestPanel(() => { clearErrors(form); return bodyOf(form); }, {
+      stores: new Map(stores.map((s) => [s.id, s])),
+      campaignErrors: (error) => {
+        const fields = error.fields.filter((f) => f.field.startsWith("campaign."))
+          .map((f) => ({ ...f, field: f.field.slice("campaign.".length) }));
+        showErrors(form, { fields, message: error.message });
+        return fields.length > 0;
+      },
+    }));
+  root.replaceChildren(form, backtest);
   preview(form);
   form.addEventListener("submit", async (event) => {
     event.preventDefault();
@@ -186,8 +203,9 @@ function bodyOf(form) {
   if (tiers.length) audience.value_tiers = tiers;
   if (categories.length) audience.categories = categories;
   if (num(v("audience.min_intent")) !== null) audience.min_intent = num(v("audience.min_intent"));
+  const status = v("status") ? { status: v("status").value } : {};
   return {
-    name: v("name").value, trigger,
+    ...status, name: v("name").value, trigger,
     schedule: { starts_at: iso("schedule.starts_at"), ends_at: iso("schedule.ends_at"), dayparts },
     offer, offer_ttl_seconds: num(v("offer_ttl_seconds")), priority: num(v("priority")) ?? 0,
     caps, holdout_percent: num(v("holdout_percent")) ?? 0,
