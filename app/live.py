@@ -13,6 +13,7 @@ own pings and its own dispatcher's sends (see the README's "Live feed").
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections.abc import Callable, Iterable, Sequence
 from datetime import datetime
 from typing import Literal
@@ -25,6 +26,8 @@ from app.catalog import CatalogView
 from campaigns.decide import Decision, Moment
 from campaigns.dispatch import PushRecorded
 from geo.presence import Dwelled, Entered, GeoEvent
+
+log = logging.getLogger("contexto.live")
 
 DEFAULT_QUEUE_EVENTS = 500
 SHORT_DEVICE = 8  # hex digits of the device id shown: enough to tell test phones apart
@@ -125,13 +128,19 @@ class LiveFeed:
         """A ping batch's presence events, predicted moments, queued and suppressed pushes
         (`view`: the catalog's current view, read only when someone watches)."""
         if self.subscriptions and (events or decisions):
-            self.publish(batch_events(view(), device_id, events, decisions))
+            try:
+                self.publish(batch_events(view(), device_id, events, decisions))
+            except Exception:  # the batch is committed and answered whatever the feed does
+                log.exception("the live feed could not show a ping batch")
 
     def recorded(self, view: Callable[[], CatalogView],
                  outcomes: Sequence[PushRecorded]) -> None:
         """What the dispatcher heard from FCM and recorded."""
         if self.subscriptions and outcomes:
-            self.publish(push_events(view(), outcomes))
+            try:
+                self.publish(push_events(view(), outcomes))
+            except Exception:  # the dispatcher goes on sending whatever the feed does
+                log.exception("the live feed could not show the dispatcher's outcomes")
 
 
 KIND_OF_EVENT: dict[type, MomentKind] = {Entered: "enter", Dwelled: "dwell"}
