@@ -23,6 +23,9 @@ from app.settings import environment, from_environment
 # Longer than the idle expiry of common HTTP clients' connection pools (httpx: 5 s), so a client
 # rarely reuses a connection at the very moment the server closes it.
 KEEP_ALIVE_SECONDS = 75
+# A stop waits this long for requests in flight, then closes what is left: the live feed's
+# streams never end by themselves (the console reconnects to the next process).
+GRACEFUL_SHUTDOWN_SECONDS = 10
 
 
 def _admin_token(env: dict[str, str], state_dir: Path) -> str:
@@ -68,7 +71,8 @@ def main() -> None:
     print(f"admin token:        {admin_token}", flush=True)
     if workers <= 1:
         uvicorn.run(create_app(settings), host=settings.host, port=settings.port,
-                    log_level="info", access_log=False, timeout_keep_alive=KEEP_ALIVE_SECONDS)
+                    log_level="info", access_log=False, timeout_keep_alive=KEEP_ALIVE_SECONDS,
+                    timeout_graceful_shutdown=GRACEFUL_SHUTDOWN_SECONDS)
         return
     # Several processes share the port; each holds its own replica of the catalog and its own
     # dispatcher (they share the outbox through SKIP LOCKED). The FCM emulator, if any, is one
@@ -85,7 +89,8 @@ def main() -> None:
     try:
         uvicorn.run("app.asgi:from_environment_app", factory=True, workers=workers,
                     host=settings.host, port=settings.port, log_level="info", access_log=False,
-                    timeout_keep_alive=KEEP_ALIVE_SECONDS)
+                    timeout_keep_alive=KEEP_ALIVE_SECONDS,
+                    timeout_graceful_shutdown=GRACEFUL_SHUTDOWN_SECONDS)
     finally:
         if emulator is not None:
             emulator.terminate()

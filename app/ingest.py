@@ -29,7 +29,7 @@ from app.prediction import Predictor
 from app.value import ValueModel
 from campaigns import outbox
 from campaigns.arbitrate import Evidence
-from campaigns.decide import DeviceContext, Moment, PastPush, decide
+from campaigns.decide import Decision, DeviceContext, Moment, PastPush, decide
 from campaigns.devices import Device
 from customers.context import MomentEvidence
 from customers.store import customer_key
@@ -91,6 +91,7 @@ class BatchOutcome(msgspec.Struct, frozen=True):
     events: list[GeoEvent]
     queued: int
     visits: list[Visit] = msgspec.field(default_factory=list)  # ended in this batch
+    decisions: list[Decision] = msgspec.field(default_factory=list)  # for the live feed
 
 
 def device_context(device: Device) -> DeviceContext:
@@ -147,10 +148,11 @@ async def ingest_pings(conn: Connection, catalog: Catalog, predictor: Predictor,
     if events:
         await _record_events(conn, view, device, events, now)
         visits = await _record_visits(conn, view, device, events, now)
-    queued = await answer_batch(StoredLedger(conn, catalog.learner), view, predictor,
-                                intent_model, value_model, device, events, fixes, after, now,
-                                context=context, arbitration=arbitration)
-    return BatchOutcome(events, queued, visits)
+    ledger = StoredLedger(conn, catalog.learner)
+    queued = await answer_batch(ledger, view, predictor, intent_model, value_model, device,
+                                events, fixes, after, now, context=context,
+                                arbitration=arbitration)
+    return BatchOutcome(events, queued, visits, ledger.decided)
 
 
 def fence_hits(view: CatalogView, lat: NDArray[np.float64], lng: NDArray[np.float64],

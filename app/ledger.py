@@ -54,12 +54,14 @@ class Ledger(Protocol):
 
 
 class StoredLedger:
-    """The live path's ledger: the database, in the batch's transaction."""
+    """The live path's ledger: the database, in the batch's transaction. It keeps the batch's
+    decisions too (`decided`), for the live feed once the batch is committed."""
 
-    __slots__ = ("conn", "learner")
+    __slots__ = ("conn", "decided", "learner")
 
     def __init__(self, conn: Connection, learner: Learner) -> None:
         self.conn, self.learner = conn, learner
+        self.decided: list[Decision] = []
 
     async def recent_visits(self, customer_key: str) -> list[Visit]:
         return await recent_visits(self.conn, customer_key)
@@ -76,6 +78,7 @@ class StoredLedger:
 
     async def record(self, decision: Decision, now: datetime,
                      evidence: MomentEvidence | None) -> PastPush | None:
+        self.decided.append(decision)
         return await outbox.record(self.conn, decision, now, evidence)
 
     async def assign(self, decision: Decision, *, queued: bool, customer_key: str,

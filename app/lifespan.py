@@ -27,7 +27,7 @@ from app.retention import purging
 from app.settings import Settings
 from app.value import ValueModel
 from app.value import serving as value_serving
-from campaigns.dispatch import Backoff, Dispatcher
+from campaigns.dispatch import Backoff, Dispatcher, PushRecorded
 from campaigns.fcm import FcmGateway
 from campaigns.fcm_emulator import run_emulator
 
@@ -114,6 +114,8 @@ async def push_delivery(app: Litestar) -> AsyncIterator[None]:
             settings, app.state.pool, gateway,
             on_result=lambda outcome: app.state.metrics.push_results.labels(outcome).inc(),
             on_latency=app.state.metrics.push_latency.observe,
+            on_recorded=lambda outcomes: app.state.live.recorded(app.state.catalog.view,
+                                                                 outcomes),
             clock=app.state.clock,
         )
         stop = asyncio.Event()
@@ -142,6 +144,7 @@ def gateway_of(settings: Settings, endpoint: str | None) -> FcmGateway:
 def dispatcher_of(settings: Settings, pool: asyncpg.Pool, gateway: FcmGateway, *,
                   on_result: Callable[[str], None] | None = None,
                   on_latency: Callable[[float], None] | None = None,
+                  on_recorded: Callable[[list[PushRecorded]], None] | None = None,
                   clock: Clock = system_clock) -> Dispatcher:
     """The dispatcher `settings` describe (lease, backoff), in the server or alone
     (`python -m campaigns.dispatch`)."""
@@ -150,4 +153,4 @@ def dispatcher_of(settings: Settings, pool: asyncpg.Pool, gateway: FcmGateway, *
         backoff=Backoff(base_seconds=settings.dispatch_backoff_base_seconds,
                         cap_seconds=settings.dispatch_backoff_cap_seconds,
                         max_attempts=settings.dispatch_max_attempts),
-        on_result=on_result, on_latency=on_latency, clock=clock)
+        on_result=on_result, on_latency=on_latency, on_recorded=on_recorded, clock=clock)

@@ -28,6 +28,7 @@ from app.lifespan import (
     retention,
     value,
 )
+from app.live import LiveFeed
 from app.metrics import Metrics, count_unrouted, metrics_middleware
 from app.openapi import BEARER, ProblemResponses, StrictStructSchemas
 from app.ratelimit import DeviceBudget
@@ -36,8 +37,10 @@ from app.routes.campaigns import CampaignController, PolicyController
 from app.routes.customers import CustomerController
 from app.routes.deliveries import DeliveryController
 from app.routes.devices import DeviceController
+from app.routes.fence_activity import fences_report
 from app.routes.heat import heat
 from app.routes.keys import ApiKeyController
+from app.routes.live import live
 from app.routes.me import me
 from app.routes.measurement import MeasurementController
 from app.routes.ops import healthz, metrics, readyz
@@ -62,10 +65,12 @@ def provide_now(request: Request[Any, Any, Any]) -> datetime:
 
 def create_app(settings: Settings, *, clock: Clock = system_clock) -> Litestar:
     """The service; `clock` answers every "what time is it" (tests pin it)."""
+    metrics_ = Metrics()
     state = State({
         "settings": settings,
         "clock": clock,
-        "metrics": Metrics(),
+        "metrics": metrics_,
+        "live": LiveFeed(settings.live_queue_events, on_drop=metrics_.live_dropped.inc),
         "console_page": render_page(settings),
         "admin_token_hash": token_hash(settings.admin_token) if settings.admin_token else None,
         "device_budget": DeviceBudget(burst=settings.device_burst,
@@ -77,7 +82,8 @@ def create_app(settings: Settings, *, clock: Clock = system_clock) -> Litestar:
             ApiKeyController, StoreController, GeofenceController, DeviceController,
             PingController, CampaignController, PolicyController, CustomerController,
             DeliveryController, VisitController, TransactionController, AuditController,
-            MeasurementController, healthz, readyz, metrics, me, heat, *console_routes(settings),
+            MeasurementController, healthz, readyz, metrics, me, heat, fences_report, live,
+            *console_routes(settings),
         ],
         dependencies={
             "pool": Provide(provide_pool),

@@ -44,6 +44,9 @@ class Metrics:
             "seconds from the receipt of a ping batch to FCM accepting the push it triggered, "
             "retries included (observed by the dispatcher running in this process)",
             buckets=PUSH_LATENCY_BUCKETS, registry=self.registry)
+        self.live_dropped = Counter("contexto_live_dropped",
+                                    "live feed events dropped for watchers too slow to take them",
+                                    registry=self.registry)
         self.retention_deleted = Counter("contexto_retention_deleted",
                                          "rows deleted by retention", ["table"],
                                          registry=self.registry)

@@ -73,6 +73,10 @@ class Settings(msgspec.Struct, kw_only=True, frozen=True):
     # choosing among candidates adds to the ping path. Off unless CONTEXTO_BENCH_SKIP_ARBITRATION
     # is set.
     bench_skip_arbitration: bool = False
+    # The live feed (`GET /v1/live`): each watcher's queue holds this many events (beyond it the
+    # newest are dropped and counted), and an idle stream gets a heartbeat comment this often.
+    live_queue_events: int = 500
+    live_heartbeat_seconds: float = 15.0
 
     def __post_init__(self) -> None:
         if not 0 <= self.h3_resolution <= 15:
@@ -89,6 +93,8 @@ class Settings(msgspec.Struct, kw_only=True, frozen=True):
             raise ValueError("RETENTION_DAYS must be at least 1")
         if not self.retention_interval_seconds > 0:
             raise ValueError("RETENTION_INTERVAL_SECONDS must be more than 0")
+        if self.live_queue_events < 1 or self.live_heartbeat_seconds <= 0:
+            raise ValueError("the live feed needs a queue of at least 1 event and a heartbeat")
         if self.retention_batch < 1:
             raise ValueError("the retention batch must be at least 1 row")
         if self.dispatch_lease_seconds <= 0:

@@ -21,7 +21,7 @@ import random
 from collections.abc import Callable, Sequence
 from contextlib import suppress
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Any, Literal
 from uuid import UUID
 
 import asyncpg
@@ -56,7 +56,8 @@ FROM due JOIN campaigns c ON c.id = due.campaign_id
          LEFT JOIN devices dev ON dev.id = due.device_id
 WHERE d.id = due.id
 RETURNING d.id, d.campaign_id, d.expires_at, d.attempts, c.spec->'offer' AS offer,
-          dev.fcm_token, dev.fid, dev.push_retired_at
+          dev.fcm_token, dev.fid, dev.push_retired_at, d.store_id, d.fence_id, d.device_id,
+          d.trigger_kind
 """
 # When the next row comes due: a retry's time, or the end of a lease a dead worker left behind.
 NEXT_DUE = """
@@ -93,6 +94,20 @@ WHERE id IN (SELECT device_id FROM deliveries WHERE id = any($1::uuid[]))
 """
 
 
+class PushRecorded(msgspec.Struct, kw_only=True, frozen=True):
+    """One outcome as it was recorded, for whoever watches the sends (the live feed)."""
+
+    delivery_id: UUID
+    campaign_id: UUID
+    store_id: UUID
+    fence_id: UUID | None
+    device_id: UUID | None
+    trigger_kind: str
+    status: Literal["sent", "failed", "expired", "retrying"]
+    error_code: str | None
+    at: datetime
+
+
 class Backoff(msgspec.Struct, kw_only=True, frozen=True):
     """How a refused push is retried: exponential steps from `base_seconds` up to
     `cap_seconds`, at most `max_attempts` sends in all."""
@@ -116,9 +131,11 @@ class Dispatcher:
                  lease: timedelta = LEASE, backoff: Backoff | None = None,
                  on_result: Callable[[str], None] | None = None,
                  on_latency: Callable[[float], None] | None = None,
+                 on_recorded: Callable[[list[PushRecorded]], None] | None = None,
                  clock: Callable[[], datetime] = lambda: datetime.now(UTC)) -> None:
         """`on_result` hears each outcome; `on_latency`, for each delivery recorded as sent,
-        the seconds from its ping batch's receipt to FCM's acceptance (retries included)."""
+        the seconds from its ping batch's receipt to FCM's acceptance (retries included);
+        `on_recorded`, each batch of outcomes once recorded (it must not block)."""
         self.pool = pool
         self.gateway = gateway
         self.batch_size = batch_size
@@ -126,6 +143,7 @@ class Dispatcher:
         self.backoff = backoff or Backoff()
         self.on_result = on_result
         self.on_latency = on_latency
+        self.on_recorded = on_recorded
         self.clock = clock
 
     async def claim(self, now: datetime) -> list[asyncpg.Record]:
@@ -238,6 +256,8 @@ class Dispatcher:
         if self.on_latency is not None:
             for seconds in latencies:
                 self.on_latency(seconds)
+        if self.on_recorded is not None:
+            self.on_recorded(_recorded(results, final, retry, claimed, now))
 
     async def run(self, dsn: str, stop: asyncio.Event) -> None:
         """Drain the outbox until `stop` is set, woken at once by NOTIFY on new deliveries."""
@@ -271,6 +291,21 @@ class Dispatcher:
             return IDLE_WAKE_SECONDS
         left = (next_due - self.clock()).total_seconds()
         return min(IDLE_WAKE_SECONDS, max(MIN_IDLE_SECONDS, left))
+
+
+def _recorded(results: Sequence[SendResult], final: list[tuple[UUID, str, str | None]],
+              retry: list[tuple[UUID, datetime, str | None]],
+              claimed: dict[UUID, asyncpg.Record], now: datetime) -> list[PushRecorded]:
+    status: dict[UUID, tuple[Any, str | None, datetime]] = {
+        r.delivery_id: ("sent", None, r.accepted_at or now)
+        for r in results if r.outcome == "sent"}
+    status.update((i, (s, e, now)) for i, s, e in final)
+    status.update((i, ("retrying", e, now)) for i, _, e in retry)
+    return [PushRecorded(delivery_id=i, campaign_id=claimed[i]["campaign_id"],
+                         store_id=claimed[i]["store_id"], fence_id=claimed[i]["fence_id"],
+                         device_id=claimed[i]["device_id"],
+                         trigger_kind=claimed[i]["trigger_kind"], status=s, error_code=e, at=at)
+            for i, (s, e, at) in status.items()]
 
 
 async def _wait_any(wake: asyncio.Event, stop: asyncio.Event, seconds: float) -> None:

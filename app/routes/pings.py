@@ -38,6 +38,7 @@ class PingController(Controller):
                                          arbitration=not state.settings.bench_skip_arbitration,
                                          value_model=state.value_model)
         state.predictor.learn(outcome.visits)
+        state.live.batch(state.catalog.view, device.id, outcome.events, outcome.decisions)
         state.metrics.pings(len(accepted), len(rejected), len(outcome.events), outcome.queued)
         return Accepted(len(accepted), rejected)
 

@@ -94,8 +94,8 @@ def test_a_drawn_circle_is_a_point_and_radius_within_a_metre(
     hand = open_map(page, service, shop["token"])
     page.get_by_label("Name of the next fence drawn").fill("entrance")
     hand.tool("Draw Circle")
-    centre = hand.click(650, 520)
-    edge = hand.click(730, 520)
+    centre = hand.click(380, 560)
+    edge = hand.click(460, 560)
     saved(page, "entrance")
     fences = service.ok("GET", f"/v1/geofences?store_id={shop['store']['id']}")["items"]
     (fence,) = [f for f in fences if f["name"] == "entrance"]

@@ -3,6 +3,8 @@
 // API's reason for refusing a shape is shown next to the shape.
 import { api, listAll } from "./api.js";
 import { $, el, fmt, localTime, say, show } from "./dom.js";
+import { showFence } from "./fence_activity.js";
+import * as live from "./live.js";
 
 const L = window.L;
 const STYLE = { color: "#0b5cad", weight: 2, fillOpacity: 0.15 };
@@ -20,6 +22,7 @@ const storeOf = (id) => state.stores.find((s) => s.id === id);
 
 export async function open(me) {
   state.me = me;
+  live.open();
   if (!map) init();
   await reload();
   setTimeout(() => map.invalidateSize(), 0);
@@ -180,6 +183,7 @@ function select(fenceId, zoom = false) {
 function fillForm() {
   const fence = state.fences.find((f) => f.id === state.selected);
   show($("fence-form"), Boolean(fence));
+  showFence(fence ?? null, fence ? storeOf(fence.store_id) : null);
   if (!fence) return;
   const editable = canEdit();
   say($("fence-form-title"), `Fence: ${fence.name}`);
