@@ -22,6 +22,7 @@ from app.clock import Clock, system_clock
 from app.db import open_pool
 from app.intent import IntentModel
 from app.intent import serving as intent_serving
+from app.partitions import keeping_ahead
 from app.prediction import Predictor, serving
 from app.retention import purging
 from app.settings import Settings
@@ -30,6 +31,7 @@ from app.value import serving as value_serving
 from campaigns.dispatch import Backoff, Dispatcher, PushRecorded
 from campaigns.fcm import FcmGateway
 from campaigns.fcm_emulator import run_emulator
+from geo.retention import Purged
 
 log = logging.getLogger("contexto")
 
@@ -44,6 +46,13 @@ async def database(app: Litestar) -> AsyncIterator[None]:
         yield
     finally:
         await pool.close()
+
+
+@asynccontextmanager
+async def ping_partitions(app: Litestar) -> AsyncIterator[None]:
+    """Today's and the next days' partitions of pings, created at start and kept ahead."""
+    async with keeping_ahead(app.state.pool, app.state.clock):
+        yield
 
 
 @asynccontextmanager
@@ -85,13 +94,19 @@ async def value(app: Litestar) -> AsyncIterator[None]:
 
 @asynccontextmanager
 async def retention(app: Litestar) -> AsyncIterator[None]:
-    """Pings and signals past `retention_days` deleted in the background."""
+    """Pings and signals past `retention_days` deleted in the background (whole days of pings
+    dropped)."""
     settings = app.state.settings
     deleted = app.state.metrics.retention_deleted
+    dropped = app.state.metrics.retention_days_dropped
+
+    def count(purged: Purged) -> None:
+        deleted.labels(purged.table).inc(purged.rows)
+        dropped.inc(purged.days_dropped)
+
     async with purging(app.state.pool, app.state.clock, days=settings.retention_days,
                        interval_seconds=settings.retention_interval_seconds,
-                       batch=settings.retention_batch,
-                       on_purged=lambda p: deleted.labels(p.table).inc(p.rows)):
+                       batch=settings.retention_batch, on_purged=count):
         yield
 
 

@@ -50,6 +50,9 @@ class Metrics:
         self.retention_deleted = Counter("contexto_retention_deleted",
                                          "rows deleted by retention", ["table"],
                                          registry=self.registry)
+        self.retention_days_dropped = Counter("contexto_retention_days_dropped",
+                                              "day partitions of pings dropped by retention",
+                                              registry=self.registry)
 
     def pings(self, accepted: int, rejected: int, events: int = 0, queued: int = 0) -> None:
         self.pings_accepted.inc(accepted)

@@ -3,6 +3,11 @@
 One rule: each statement deletes at most `batch` rows and commits alone, and the loop yields to
 the event loop between statements, so a purge never holds a lock for long and never makes
 ingest wait behind it, however much has piled up.
+
+Pings are partitioned by UTC day (`geo.partitions`): a day that ends at or before the cut-off is
+dropped whole, in one short statement whatever it holds; rows are deleted one batch at a time
+only where old and kept rows live side by side — the day the cut-off falls in, and the DEFAULT
+partition (pings of a day that had no partition).
 """
 
 from __future__ import annotations
@@ -13,6 +18,7 @@ from typing import Literal
 
 import msgspec
 
+from geo.partitions import DEFAULT, bounds, day_partitions, drop_day, partition_name
 from geo.store import Connection
 
 Table = Literal["pings", "signals"]
@@ -20,22 +26,22 @@ TABLES: tuple[Table, ...] = ("pings", "signals")
 
 # The rows are chosen by physical address (the tables have no key) through the `ts` index, and
 # locked as they are chosen; rows another transaction holds (a device being erased) are skipped
-# and left for the next pass rather than waited for.
+# and left for the next pass rather than waited for. A physical address is one table's: for
+# pings the statement runs on one partition at a time.
 _PURGE = """
-DELETE FROM {table} WHERE ctid = any(array(
-    SELECT ctid FROM {table} WHERE ts < $1 LIMIT $2 FOR UPDATE SKIP LOCKED))
+DELETE FROM "{table}" WHERE ctid = any(array(
+    SELECT ctid FROM "{table}" WHERE ts < $1 LIMIT $2 FOR UPDATE SKIP LOCKED))
 """
-PURGE_PINGS = _PURGE.format(table="pings")
-PURGE_SIGNALS = _PURGE.format(table="signals")
-_PURGES: dict[Table, str] = {"pings": PURGE_PINGS, "signals": PURGE_SIGNALS}
 
 
 class Purged(msgspec.Struct, frozen=True):
-    """What one pass deleted from one table, and in how many statements."""
+    """What one pass deleted from one table: rows in how many statements, and whole days
+    dropped (pings only; their rows are not counted, that would mean reading them)."""
 
     table: Table
     rows: int
     statements: int
+    days_dropped: int = 0
 
 
 async def purge(conn: Connection, table: Table, before: datetime, *, batch: int) -> Purged:
@@ -46,13 +52,33 @@ async def purge(conn: Connection, table: Table, before: datetime, *, batch: int)
         raise ValueError("batch must be at least 1")
     if conn.is_in_transaction():
         raise RuntimeError("purge commits batch by batch; call it outside a transaction")
+    if table == "signals":
+        rows, statements = await _delete_rows(conn, "signals", before, batch)
+        return Purged(table, rows, statements)
+    days = await day_partitions(conn)
+    expired = [day for day in days if bounds(day)[1] <= before]
+    for day in expired:
+        await drop_day(conn, day)
+    boundary = [partition_name(day) for day in days if bounds(day)[0] < before < bounds(day)[1]]
     rows = statements = 0
+    for leaf in [DEFAULT, *boundary]:
+        deleted, run = await _delete_rows(conn, leaf, before, batch)
+        rows, statements = rows + deleted, statements + run
+    return Purged(table, rows, statements, len(expired))
+
+
+async def _delete_rows(conn: Connection, table: str, before: datetime,
+                       batch: int) -> tuple[int, int]:
+    """Rows of one table (not a partitioned one) with `ts` before `before`, a batch per
+    statement until one finds fewer; the rows deleted and the statements run."""
+    rows = statements = 0
+    purge_sql = _PURGE.format(table=table)
     while True:
-        status = await conn.execute(_PURGES[table], before, batch)
+        status = await conn.execute(purge_sql, before, batch)
         deleted = int(status.rsplit(" ", 1)[-1])
         rows, statements = rows + deleted, statements + 1
         if deleted < batch:
-            return Purged(table, rows, statements)
+            return rows, statements
         await asyncio.sleep(0)
 
 
