@@ -5,10 +5,11 @@ One rule: a day is a UTC day, [00:00 UTC, next 00:00 UTC), in a partition named 
 which day to create or drop is always the caller's to say (the service asks its own clock), never
 the database's `now()`.
 
-Creating and dropping take locks on `pings` and its DEFAULT partition that ingest must wait
-behind, so each does so under a short `lock_timeout`: behind a long transaction the statement
-gives up (`asyncpg.LockNotAvailableError`) instead of queueing every ping batch behind itself, and
-the caller tries again on its next pass.
+Creating a day attaches a table built apart: it locks `pings` only against other schema changes
+and the DEFAULT partition against writes, so ping batches carry on. Dropping a day needs an
+exclusive lock on `pings`, which waits for the batches in flight while the ones arriving queue
+behind it: it waits at most `DROP_LOCK_TIMEOUT`, then gives up
+(`asyncpg.LockNotAvailableError`) and the caller tries again on its next pass.
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from geo.store import Connection
 PARENT = "pings"
 DEFAULT = "pings_default"
 LOCK_TIMEOUT = "2s"
+DROP_LOCK_TIMEOUT = "200ms"
 # Serializes partition creation across processes (any constant, the same in every process).
 CREATE_LOCK_KEY = 0x70696E6773646179  # "pingsday"
 
@@ -101,5 +103,5 @@ async def create_days(conn: Connection, days: Iterable[date]) -> list[date]:
 async def drop_day(conn: Connection, day: date) -> None:
     """Drop `day`'s partition and every ping in it (nothing if it does not exist)."""
     async with conn.transaction():
-        await conn.execute(f"SET LOCAL lock_timeout = '{LOCK_TIMEOUT}'")
+        await conn.execute(f"SET LOCAL lock_timeout = '{DROP_LOCK_TIMEOUT}'")
         await conn.execute(f'DROP TABLE IF EXISTS "{partition_name(day)}"')

@@ -5,7 +5,8 @@ the event loop between statements, so a purge never holds a lock for long and ne
 ingest wait behind it, however much has piled up.
 
 Pings are partitioned by UTC day (`geo.partitions`): a day that ends at or before the cut-off is
-dropped whole, in one short statement whatever it holds; rows are deleted one batch at a time
+dropped whole, in one short statement whatever it holds (or, when ping batches keep the table
+busy past the drop's short lock timeout, at the next pass); rows are deleted one batch at a time
 only where old and kept rows live side by side — the day the cut-off falls in, and the DEFAULT
 partition (pings of a day that had no partition).
 """
@@ -16,6 +17,7 @@ import asyncio
 from datetime import datetime
 from typing import Literal
 
+import asyncpg
 import msgspec
 
 from geo.partitions import DEFAULT, bounds, day_partitions, drop_day, partition_name
@@ -56,15 +58,19 @@ async def purge(conn: Connection, table: Table, before: datetime, *, batch: int)
         rows, statements = await _delete_rows(conn, "signals", before, batch)
         return Purged(table, rows, statements)
     days = await day_partitions(conn)
-    expired = [day for day in days if bounds(day)[1] <= before]
-    for day in expired:
-        await drop_day(conn, day)
+    dropped = 0
+    for day in (day for day in days if bounds(day)[1] <= before):
+        try:
+            await drop_day(conn, day)
+            dropped += 1
+        except asyncpg.LockNotAvailableError:  # ping batches kept it busy: the next pass
+            continue
     boundary = [partition_name(day) for day in days if bounds(day)[0] < before < bounds(day)[1]]
     rows = statements = 0
     for leaf in [DEFAULT, *boundary]:
         deleted, run = await _delete_rows(conn, leaf, before, batch)
         rows, statements = rows + deleted, statements + run
-    return Purged(table, rows, statements, len(expired))
+    return Purged(table, rows, statements, dropped)
 
 
 async def _delete_rows(conn: Connection, table: str, before: datetime,

@@ -25,6 +25,7 @@ from app.migrate import available, migrate
 from app.partitions import DAYS_AHEAD
 from app.retention import retention_pass
 from geo.partitions import create_day, create_days, day_partitions
+from geo.retention import purge
 from tests.api.conftest import ADMIN_TOKEN, settings_for
 
 NOW = datetime(2026, 6, 17, 12, 0, tzinfo=UTC)
@@ -217,3 +218,22 @@ async def test_the_migration_moves_stored_pings_into_one_partition_per_day(
     assert (applied[0], kind, indexed, placed) == ("0011_pings_by_day.sql", b"p", 2, [
         ("pings_p20260615", at(-2, 23)), ("pings_p20260616", at(-1, 0)),
         ("pings_p20260616", at(-1, 5)), ("pings_p20260617", at(0))])
+
+
+async def test_a_day_kept_busy_by_a_ping_batch_is_dropped_at_the_next_pass_instead_of_waiting(
+        database_url: str, db: asyncpg.Connection) -> None:
+    device = await new_device(db)
+    await create_days(db, [day(-40), day(0)])
+    await db.execute(INSERT_PING, device, at(-40))
+    batch = await asyncpg.connect(database_url)
+    try:
+        async with batch.transaction():  # a ping batch in flight holds `pings`
+            await batch.execute(INSERT_PING, device, at(0))
+            busy = await asyncio.wait_for(purge(db, "pings", at(-30), batch=100), timeout=10)
+        left_while_busy = await day_partitions(db)
+        after = await purge(db, "pings", at(-30), batch=100)
+    finally:
+        await batch.close()
+
+    assert (busy.days_dropped, left_while_busy, after.days_dropped,
+            await day_partitions(db)) == (0, [day(-40), day(0)], 1, [day(0)])
