@@ -15,6 +15,8 @@ routes, as `make run` builds it; no network):
 - **store**: that path's storing step alone (`geo.store.copy_pings`, the COPY of a batch of 100
   pings in its own transaction, `--concurrency` connections), where the size of the table and
   its indexes would show first: pings per second;
+- (then both databases' statistics of the tables the rounds write are refreshed, `ANALYZE`, so
+  that neither plans with older ones than the other);
 - **claim**: the dispatcher's claim (`campaigns.dispatch.CLAIM`, a batch of up to 500 pushes)
   over the queued pushes, each in a transaction rolled back so every try claims the same rows:
   milliseconds, median of `--repeats`;
@@ -250,6 +252,7 @@ async def side(server: str, name: str, stored: int, args: argparse.Namespace,
                         now=clock(), seed=args.seed, resolution=settings.h3_resolution)
                     print(f"  {name}: {stored:,} pings stored with COPY in {s:.0f} s "
                           f"({stored / s:,.0f} rows/s)", flush=True)
+                await conn.execute("ANALYZE")
             finally:
                 await conn.close()
             yield Running(Side(name, stored), client, url, world)
@@ -257,6 +260,14 @@ async def side(server: str, name: str, stored: int, args: argparse.Namespace,
         admin = await asyncpg.connect(server)
         await admin.execute(f'DROP DATABASE IF EXISTS "{db}" WITH (FORCE)')
         await admin.close()
+
+
+async def analyze(url: str) -> None:
+    conn = await asyncpg.connect(url)
+    try:
+        await conn.execute("ANALYZE deliveries, suppressions, assignments, presence, geo_events")
+    finally:
+        await conn.close()
 
 
 async def table_size(url: str) -> tuple[int, int]:
@@ -322,6 +333,10 @@ async def bench(args: argparse.Namespace, command: str) -> dict[str, Any]:
                                                              args.concurrency))
                 for run in sides:
                     run.side.stored_per_s.append(await store(run.url, clock, args, r))
+                # The planner's statistics of what the rounds write, fresh on both sides alike
+                # (autovacuum would get to each at its own moment).
+                for run in sides:
+                    await analyze(run.url)
                 await latencies([empty, grown], clock, args.repeats)
                 for run in (empty, grown):
                     s = run.side

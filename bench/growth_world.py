@@ -88,7 +88,6 @@ async def background_devices(conn: asyncpg.Connection, *, devices: int, seed: in
     await conn.copy_records_to_table("devices", columns=DEVICE_COLUMNS, records=[
         (d, hashlib.sha256(d.bytes).digest(), "android", f"growth-bg-{k}", True, True,
          made, made, made) for k, d in enumerate(background_ids(devices, seed))])
-    await conn.execute("ANALYZE devices")
 
 
 async def stored_pings(conn: asyncpg.Connection, *, pings: int, devices: int, days: int,
@@ -117,5 +116,4 @@ async def stored_pings(conn: asyncpg.Connection, *, pings: int, devices: int, da
                 chunk, ids, resolution)), columns=week.PING_COLUMNS, format="binary")
         print(f"    day {k + 1}/{days}: {sum(per_day[:k + 1]):,} pings stored "
               f"({time.monotonic() - started:.0f} s)", flush=True)
-    await conn.execute("ANALYZE")
     return time.monotonic() - started
