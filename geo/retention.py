@@ -48,8 +48,10 @@ class Purged(msgspec.Struct, frozen=True):
 
 async def purge(conn: Connection, table: Table, before: datetime, *, batch: int) -> Purged:
     """Delete `table`'s rows with `ts` before `before`, `batch` rows per statement, until a
-    statement finds fewer than `batch`. `conn` must not be inside a transaction: each statement
-    has to commit on its own for its locks to be released."""
+    statement finds fewer than `batch` — for pings, after dropping the days that end by
+    `before`, and only in the day `before` falls in and the DEFAULT partition. `conn` must not be
+    inside a transaction: each statement has to commit on its own for its locks to be
+    released."""
     if batch < 1:
         raise ValueError("batch must be at least 1")
     if conn.is_in_transaction():
