@@ -19,6 +19,8 @@ import pytest
 
 from app.dsn import with_database
 from app.migrate import migrate
+from app.partitions import DAYS_AHEAD
+from geo.partitions import create_days, days_from
 from tests.clock import CLOCK, PINNED
 
 
@@ -40,9 +42,12 @@ async def _admin(dsn: str, *statements: str) -> None:
 
 
 async def _migrate(dsn: str) -> None:
+    """Migrate, and make the pings partitions a service started at the pinned instant makes, so
+    that each app a test starts finds them there instead of creating them again."""
     conn = await asyncpg.connect(dsn)
     try:
         await migrate(conn)
+        await create_days(conn, days_from(PINNED, DAYS_AHEAD))
     finally:
         await conn.close()
 

@@ -4,7 +4,9 @@ none), retention drops whole expired days and deletes rows only in the day the c
 and the DEFAULT partition, erasure still removes a device's pings from every day, and the
 migration moves the pings already stored into one partition per day.
 
-The clock is pinned (standing still) at NOW, a Wednesday at 12:00 UTC.
+The clock is pinned (standing still) at NOW, a Wednesday at 12:00 UTC, the day of the suite's
+pinned instant: the template database already has that day's partitions and the next 3 days'
+(tests/conftest.py), as a service started then would have made them.
 """
 
 from __future__ import annotations
@@ -30,6 +32,7 @@ from tests.api.conftest import ADMIN_TOKEN, settings_for
 
 NOW = datetime(2026, 6, 17, 12, 0, tzinfo=UTC)
 TODAY = date(2026, 6, 17)
+LATER = datetime(2026, 9, 16, 12, 0, tzinfo=UTC)  # a day of which nothing exists yet
 
 INSERT_DEVICE = """
 INSERT INTO devices (id, token_hash, platform, consent_location, consent_marketing)
@@ -41,6 +44,9 @@ WHERE_IS = "SELECT tableoid::regclass::text AS leaf, ts FROM pings ORDER BY ts"
 
 def day(offset: int) -> date:
     return TODAY + timedelta(days=offset)
+
+
+EXISTING = [day(n) for n in range(DAYS_AHEAD + 1)]  # in the template
 
 
 def at(offset_days: int, hour: int = 12) -> datetime:
@@ -69,11 +75,12 @@ async def where_pings_are(db: asyncpg.Connection) -> list[tuple[str, datetime]]:
 async def test_the_service_creates_today_and_the_next_days_at_start(
         database_url: str, db: asyncpg.Connection) -> None:
     before = await day_partitions(db)
-    app = create_app(settings_for(database_url), clock=PinnedClock(NOW, running=False))
+    app = create_app(settings_for(database_url), clock=PinnedClock(LATER, running=False))
     async with AsyncTestClient(app=app):
         after = await day_partitions(db)
 
-    assert (before, after) == ([], [day(n) for n in range(DAYS_AHEAD + 1)])
+    later = [LATER.date() + timedelta(days=n) for n in range(DAYS_AHEAD + 1)]
+    assert (before, after) == (EXISTING, EXISTING + later)
 
 
 async def test_a_ping_sent_through_the_api_lands_in_its_days_partition(
@@ -116,28 +123,28 @@ async def test_a_ping_lands_in_the_partition_of_its_utc_day(
 async def test_creating_a_day_moves_that_days_pings_out_of_the_default_partition(
         db: asyncpg.Connection) -> None:
     device = await new_device(db)
-    for ts in (at(-1), at(0, 1), at(0, 23), at(1)):
+    for ts in (at(9), at(10, 1), at(10, 23), at(11)):
         await db.execute(INSERT_PING, device, ts)
 
-    created = await create_day(db, day(0))
+    created = await create_day(db, day(10))
 
     assert (created, await where_pings_are(db)) == (True, [
-        ("pings_default", at(-1)), ("pings_p20260617", at(0, 1)),
-        ("pings_p20260617", at(0, 23)), ("pings_default", at(1))])
+        ("pings_default", at(9)), ("pings_p20260627", at(10, 1)),
+        ("pings_p20260627", at(10, 23)), ("pings_default", at(11))])
 
 
 async def test_a_day_is_created_once_however_many_processes_try_at_once(
         database_url: str) -> None:
     conns = [await asyncpg.connect(database_url) for _ in range(4)]
     try:
-        created = await asyncio.gather(*(create_days(c, [day(0), day(1)]) for c in conns))
+        created = await asyncio.gather(*(create_days(c, [day(10), day(11)]) for c in conns))
         days = await day_partitions(conns[0])
     finally:
         for c in conns:
             await c.close()
 
-    assert (sorted(d for found in created for d in found), days) == ([day(0), day(1)],
-                                                                     [day(0), day(1)])
+    assert (sorted(d for found in created for d in found), days) == (
+        [day(10), day(11)], [*EXISTING, day(10), day(11)])
 
 
 async def test_retention_drops_expired_days_and_deletes_rows_only_where_the_cut_off_falls(
@@ -162,7 +169,7 @@ async def test_retention_drops_expired_days_and_deletes_rows_only_where_the_cut_
     pings = next(p for p in purged if p.table == "pings")
     assert ((pings.days_dropped, pings.rows), await day_partitions(db),
             await where_pings_are(db)) == (
-        (2, 2), [day(-30), day(-1), day(0)],
+        (2, 2), [day(-30), day(-1), *EXISTING],
         [("pings_p20260518", at(-30, 18)), ("pings_default", at(-29)),
          ("pings_p20260616", at(-1)), ("pings_p20260617", at(0, 6))])
 
@@ -236,4 +243,4 @@ async def test_a_day_kept_busy_by_a_ping_batch_is_dropped_at_the_next_pass_inste
         await batch.close()
 
     assert (busy.days_dropped, left_while_busy, after.days_dropped,
-            await day_partitions(db)) == (0, [day(-40), day(0)], 1, [day(0)])
+            await day_partitions(db)) == (0, [day(-40), *EXISTING], 1, EXISTING)
