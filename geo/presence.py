@@ -154,7 +154,24 @@ class FenceFacts(msgspec.Struct, frozen=True):
     reach_m: float  # no point of the fence is farther than this from the centre
 
 
+# FenceFacts of the fences stepped lately, by the id() of their IndexedFence (which is immutable,
+# and kept alive here with its facts so that its id cannot be reused meanwhile).
+_FACTS: dict[int, tuple[IndexedFence, FenceFacts]] = {}
+_FACTS_KEPT = 50_000
+
+
 def facts_of(fence: IndexedFence) -> FenceFacts:
+    known = _FACTS.get(id(fence))
+    if known is not None and known[0] is fence:
+        return known[1]
+    if len(_FACTS) >= _FACTS_KEPT:
+        _FACTS.clear()
+    facts = _facts_of(fence)
+    _FACTS[id(fence)] = (fence, facts)
+    return facts
+
+
+def _facts_of(fence: IndexedFence) -> FenceFacts:
     shape = fence.shape
     if shape.radius_m is not None:
         reach = shape.radius_m
@@ -294,7 +311,6 @@ def advance(
         return device, []
     plausible_of = _plausibility(device, [fixes[i] for i in fresh])
     anchor, suspect = device.anchor, device.suspect
-    facts: dict[UUID, FenceFacts] = {}
     events: list[GeoEvent] = []
     for i, plausible in zip(fresh, plausible_of, strict=True):
         fix = fixes[i]
@@ -310,7 +326,7 @@ def advance(
             if indexed is None:
                 states.pop(fence_id, None)
                 continue
-            fence = facts.get(fence_id) or facts.setdefault(fence_id, facts_of(indexed))
+            fence = facts_of(indexed)
             state, new_events = step(
                 states.get(fence_id, OUTSIDE), fix, by_fence.get(fence_id), fence,
                 device_id=device.device_id, plausible=plausible,
@@ -324,15 +340,20 @@ def advance(
     return DevicePresence(device.device_id, last_at, anchor, suspect, states), events
 
 
+# Under this many fixes (the anchor included), walking them is cheaper than numpy's set-up.
+_WALK_UNDER = 24
+
+
 def _plausibility(device: DevicePresence, fixes: Sequence[Fix]) -> list[bool]:
     """Whether each fix (in time order) passes the speed check, as the sequential rule says:
     against the latest plausible fix, or confirming the latest implausible one.
 
     The common case — every fix plausible after the one before — is checked for the whole batch
-    at once; only a batch with a jump in it is walked fix by fix.
+    at once; only a batch with a jump in it is walked fix by fix. A short batch is walked
+    directly: below `_WALK_UNDER` fixes, numpy's set-up costs more than the walk.
     """
     chain = ([device.anchor] if device.anchor is not None else []) + list(fixes)
-    if len(chain) > 1:
+    if len(chain) > _WALK_UNDER:
         lat = np.fromiter((f.lat for f in chain), np.float64, len(chain))
         lng = np.fromiter((f.lng for f in chain), np.float64, len(chain))
         acc = np.fromiter((f.accuracy_m for f in chain), np.float64, len(chain))
@@ -341,8 +362,6 @@ def _plausibility(device: DevicePresence, fixes: Sequence[Fix]) -> list[bool]:
         seconds = np.maximum(np.abs(np.diff(at)), MIN_SPEED_INTERVAL_S)
         if bool(np.all(gap <= MAX_SPEED_M_S * seconds)):
             return [True] * len(fixes)
-    elif device.anchor is None:
-        return [True] * len(fixes)
     anchor, suspect = device.anchor, device.suspect
     result = []
     for fix in fixes:
