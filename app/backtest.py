@@ -37,6 +37,7 @@ from uuid import UUID
 import numpy as np
 
 from app import backtest_store as period
+from app import collector
 from app.backtest_store import PingArrays, StoredSignals, StoredVisit
 from app.catalog import Catalog, CatalogView
 from app.ingest import DEFAULT_ACCURACY_M, answer_batch, fence_hits
@@ -184,9 +185,11 @@ class Replay:
         the next chunk meanwhile."""
         pending = asyncio.create_task(self._read(conn, None))
         try:
-            while (chunk := await pending) is not None:
-                pending = asyncio.create_task(self._read(conn, chunk.devices[-1].id))
-                await self._replay(chunk)
+            with collector.paused():
+                while (chunk := await pending) is not None:
+                    pending = asyncio.create_task(self._read(conn, chunk.devices[-1].id))
+                    await self._replay(chunk)
+                    collector.collect_young()
         finally:
             if not pending.done():
                 pending.cancel()
