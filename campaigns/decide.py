@@ -183,9 +183,12 @@ def decide(
         raise ValueError("now needs a UTC offset")
     if device.device_id != moment.device_id:
         raise ValueError("the device context is not the moment's device")
-    situation = _Situation.of(moment, device, policy, history, now)
     matched = [c for c in campaigns if c.status == "active" and matches(c.trigger, moment)]
-    failures = {c.id: _first_failure(c, situation) for c in matched}
+    # The device-wide verdicts are read only by the rules of matched campaigns.
+    failures: dict[UUID, tuple[SuppressionReason, str] | None] = {}
+    if matched:
+        situation = _Situation.of(moment, device, policy, history, now)
+        failures = {c.id: _first_failure(c, situation) for c in matched}
     survivors = [c for c in matched if failures[c.id] is None]
     key = moment_key(moment)
     seed = seed_of(moment.device_id, key)
