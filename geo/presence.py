@@ -241,13 +241,26 @@ def _signal(
         fix.at - state.entered_at >= timedelta(seconds=fence.dwell_seconds)
     ):
         return "dwell_due"
-    if (
-        hit is not None and hit.inside
-        and hit.distance_m <= -enter_margin_m(fix, fence)
-        and fix.accuracy_m <= fence.equivalent_radius_m
-    ):
+    if hit is not None and _enters(fix, hit, fence):
         return "in"
     return "unsure"
+
+
+def _enters(fix: Fix, hit: FenceHit, fence: FenceFacts) -> bool:
+    """The fix is clearly inside the fence: the "in" signal, when nothing else comes first."""
+    return (hit.inside and hit.distance_m <= -enter_margin_m(fix, fence)
+            and fix.accuracy_m <= fence.equivalent_radius_m)
+
+
+def may_enter(fix: Fix, hits: Sequence[FenceHit], fences: Mapping[UUID, IndexedFence]) -> bool:
+    """Whether the fix could enter any fence it hits. A device inside no fence stays inside
+    none, with no event, over fixes that cannot: from "outside" only "in" moves (TRANSITIONS),
+    so stepping them changes its anchor, its suspect and its clock only."""
+    for hit in hits:
+        indexed = fences.get(hit.fence_id)
+        if indexed is not None and _enters(fix, hit, facts_of(indexed)):
+            return True
+    return False
 
 
 def step(
