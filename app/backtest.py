@@ -115,7 +115,8 @@ class ReplayLedger:
         if held is None:
             return []
         lo, hi = bisect_right(held.at, now - CONTEXT_WINDOW), bisect_right(held.at, now)
-        arrived = [held.signals[i] for i in range(lo, hi) if held.received_at[i] <= now]
+        signals, received_at = held.signals, held.received_at
+        arrived = [signals[i] for i in range(lo, hi) if received_at[i] <= now]
         return arrived[-CONTEXT_SIGNALS:]
 
     async def pushes(self, device_id: UUID, since: datetime) -> list[PastPush]:
