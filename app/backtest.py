@@ -37,6 +37,7 @@ from uuid import UUID
 import numpy as np
 
 from app import backtest_store as period
+from app import collector
 from app.backtest_store import PingArrays, StoredSignals, StoredVisit
 from app.catalog import Catalog, CatalogView
 from app.ingest import DEFAULT_ACCURACY_M, answer_batch, fence_hits
@@ -114,7 +115,8 @@ class ReplayLedger:
         if held is None:
             return []
         lo, hi = bisect_right(held.at, now - CONTEXT_WINDOW), bisect_right(held.at, now)
-        arrived = [held.signals[i] for i in range(lo, hi) if held.received_at[i] <= now]
+        signals, received_at = held.signals, held.received_at
+        arrived = [signals[i] for i in range(lo, hi) if received_at[i] <= now]
         return arrived[-CONTEXT_SIGNALS:]
 
     async def pushes(self, device_id: UUID, since: datetime) -> list[PastPush]:
@@ -184,9 +186,11 @@ class Replay:
         the next chunk meanwhile."""
         pending = asyncio.create_task(self._read(conn, None))
         try:
-            while (chunk := await pending) is not None:
-                pending = asyncio.create_task(self._read(conn, chunk.devices[-1].id))
-                await self._replay(chunk)
+            with collector.paused():
+                while (chunk := await pending) is not None:
+                    pending = asyncio.create_task(self._read(conn, chunk.devices[-1].id))
+                    await self._replay(chunk)
+                    collector.collect_young()
         finally:
             if not pending.done():
                 pending.cancel()
@@ -228,14 +232,18 @@ class Replay:
                                  | (p.received_at[1:] != p.received_at[:-1])) + 1
         starts = np.concatenate(([0], changes))
         ends = np.concatenate((changes, [len(p)]))
-        near = np.fromiter(map(bool, hits), dtype=bool, count=len(hits))
+        fences = view.index.fences
+        # The fixes that could enter a fence they hit (most fixes hit none).
+        entering = np.zeros(len(p), dtype=bool)
+        for i, hit in enumerate(hits):
+            if hit and presence.may_enter(fixes[i], hit, fences):
+                entering[i] = True
         batches = zip(
             starts.tolist(), ends.tolist(), period.datetimes(p.received_at[starts]),
-            p.device[starts].tolist(), (np.add.reduceat(near, starts) == 0).tolist(),
+            p.device[starts].tolist(), (np.add.reduceat(entering, starts) == 0).tolist(),
             p.ts[starts].tolist(), p.ts[ends - 1].tolist(), strict=True)
         # Without predictions, a batch that makes no presence event decides nothing.
         predicting = bool(view.predicted_targets())
-        fences = view.index.fences
         device: Device | None = None
         state = DevicePresence(device_id=chunk.devices[0].id)
         run: tuple[int, int, int] | None = None  # a run of quiet batches: (from, to, last ts)
@@ -246,12 +254,12 @@ class Replay:
                 state = DevicePresence(device_id=device.id)
                 self.ledger.begin(chunk, device)
                 self.devices += 1
-            # Quiet batches (no fence near any fix, in none before) move presence only by its
-            # speed check's anchor and its clock, and make no event: consecutive ones whose
-            # fixes follow each other in time are stepped in one call, with the next batch
-            # when its fixes follow theirs too. That steps the same fixes in the same order
-            # (`presence.advance` sorts by time) and ends in the same state, and the events
-            # are the next batch's own.
+            # Quiet batches (no fix that could enter a fence, in none before: see
+            # `presence.may_enter`) move presence only by its speed check's anchor and its
+            # clock, and make no event: consecutive ones whose fixes follow each other in time
+            # are stepped in one call, with the next batch when its fixes follow theirs too.
+            # That steps the same fixes in the same order (`presence.advance` sorts by time)
+            # and ends in the same state, and the events are the next batch's own.
             if self.coalesce and quiet and not predicting and not state.fences \
                     and (run is None or first_ts > run[2]):
                 run = (a if run is None else run[0], b, last_ts)

@@ -14,7 +14,7 @@ row has the same layout. That is several times cheaper, on both sides, than a re
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from itertools import repeat
 from uuid import UUID
@@ -125,13 +125,34 @@ class PingArrays:
         return len(self.device)
 
 
-@dataclass
 class StoredSignals:
-    """One customer's signals in time order, with when each arrived."""
+    """One customer's signals in time order, with when each arrived. Each is parsed into a
+    `Signal` the first time the replay asks for this customer's: many customers make no moment
+    a campaign answers, and need none."""
 
-    at: list[datetime] = field(default_factory=list)
-    received_at: list[datetime] = field(default_factory=list)
-    signals: list[Signal] = field(default_factory=list)
+    __slots__ = ("_rows", "_signals", "at", "received_at")
+
+    def __init__(self) -> None:
+        self.at: list[datetime] = []
+        self.received_at: list[datetime] = []
+        self._rows: list[asyncpg.Record] = []
+        self._signals: list[Signal] | None = None
+
+    def add(self, row: asyncpg.Record) -> None:
+        """One SIGNALS row, the next in time."""
+        self.at.append(row["ts"])
+        self.received_at.append(row["received_at"])
+        self._rows.append(row)
+
+    @property
+    def signals(self) -> list[Signal]:
+        if self._signals is None:
+            self._signals = [
+                signal_of(r["ts"], r["kind"],
+                          {k: r[k] for k in SIGNAL_ATTRIBUTES if r[k] is not None})
+                for r in self._rows]
+            self._rows = []
+        return self._signals
 
 
 @dataclass
@@ -213,10 +234,7 @@ def signals_by_customer(rows: Sequence[asyncpg.Record]) -> dict[str, StoredSigna
         held = out.get(r["customer"])
         if held is None:
             held = out[r["customer"]] = StoredSignals()
-        held.at.append(r["ts"])
-        held.received_at.append(r["received_at"])
-        attributes = {k: r[k] for k in SIGNAL_ATTRIBUTES if r[k] is not None}
-        held.signals.append(signal_of(r["ts"], r["kind"], attributes))
+        held.add(r)
     return out
 
 

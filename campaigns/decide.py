@@ -183,8 +183,14 @@ def decide(
         raise ValueError("now needs a UTC offset")
     if device.device_id != moment.device_id:
         raise ValueError("the device context is not the moment's device")
-    situation = _Situation.of(moment, device, policy, history, now)
     matched = [c for c in campaigns if c.status == "active" and matches(c.trigger, moment)]
+    if not matched:
+        # Nothing to rule on, arbitrate or explain (most exits and dwells): what the steps
+        # below make of no campaign.
+        return Decision(moment=moment, chosen=None, expires_at=None, suppressions=(),
+                        matched=(), global_holdout=in_global_holdout(
+                            device.device_id, policy.global_holdout_percent))
+    situation = _Situation.of(moment, device, policy, history, now)
     failures = {c.id: _first_failure(c, situation) for c in matched}
     survivors = [c for c in matched if failures[c.id] is None]
     key = moment_key(moment)

@@ -44,13 +44,14 @@ def _position(data: bytes) -> float:
 
 def in_holdout(device_id: UUID, campaign_id: UUID, percent: float) -> bool:
     """Whether the device is in the campaign's holdout group: the same answer every time."""
-    return _position(device_id.bytes + campaign_id.bytes) < percent
+    # Positions are never negative: without a holdout, no device is in it (no hash needed).
+    return percent > 0 and _position(device_id.bytes + campaign_id.bytes) < percent
 
 
 def in_global_holdout(device_id: UUID, percent: float) -> bool:
     """Whether the device is in the global control group: the same answer every time, and
     independent of every campaign's holdout (another salt, no campaign in the hash)."""
-    return _position(_GLOBAL_SALT + device_id.bytes) < percent
+    return percent > 0 and _position(_GLOBAL_SALT + device_id.bytes) < percent
 
 
 class HeldOut(msgspec.Struct, kw_only=True, frozen=True):

@@ -23,6 +23,7 @@ offline and regenerates the shipped prior.
 
 from __future__ import annotations
 
+import functools
 import math
 import sys
 from collections.abc import Sequence
@@ -66,6 +67,7 @@ KINDS: dict[str, tuple[float, float]] = {
     # (accessories, refills): a moderate weight for a day.
     PURCHASE: (3.0, 24.0),
 }
+_HALF_LIFE_S = {kind: half_life * HOUR for kind, (_, half_life) in KINDS.items()}
 SQUASH = 6.0  # the intensity that scores 1 - 1/e; one fresh cart add
 COUNTS_FOR_HALF_LIVES = 4.0
 BASELINE_DAYS = 14.0
@@ -75,38 +77,53 @@ SPIKE_RATIO = 3.0
 SPIKE_LOOKBACK_S = 3 * DAY  # a burst older than this is the customer's new normal, not a spike
 
 
-def _known(signals: Sequence[Signal], t: float) -> tuple[np.ndarray, np.ndarray, np.ndarray,
-                                                          list[Signal]]:
-    """Times, weights and half-lives (s) of the intent-carrying signals at or before t."""
-    kept = [s for s in signals if s.kind in KINDS and epoch(s.at) <= t]
-    ts = np.array([epoch(s.at) for s in kept], dtype=np.float64)
+# Times, weights and half-lives of the signals that carry intent, and those signals.
+Known = tuple[np.ndarray, np.ndarray, np.ndarray, list[Signal]]
+
+
+def _known(signals: Sequence[Signal], times: Sequence[float], t: float) -> Known:
+    """Times, weights and half-lives (s) of the intent-carrying signals at or before t
+    (`times`: each signal's `epoch`)."""
+    picked = [i for i, s in enumerate(signals) if s.kind in KINDS and times[i] <= t]
+    kept = [signals[i] for i in picked]
+    ts = np.array([times[i] for i in picked], dtype=np.float64)
     w = np.array([KINDS[s.kind][0] for s in kept], dtype=np.float64)
-    hl = np.array([KINDS[s.kind][1] * HOUR for s in kept], dtype=np.float64)
+    hl = np.array([_HALF_LIFE_S[s.kind] for s in kept], dtype=np.float64)
     return ts, w, hl, kept
 
 
 def ancestors(category: str) -> list[str]:
     """`a.b.c` -> [`a`, `a.b`, `a.b.c`]; empty segments (`a..b`, a trailing dot) are dropped."""
+    return list(_ancestors(category))
+
+
+@functools.lru_cache(maxsize=4096)
+def _ancestors(category: str) -> tuple[str, ...]:
+    # A shop has a bounded catalogue of categories, and every intent walks them again.
     parts = [p.strip() for p in category.split(".") if p.strip()]
-    return [".".join(parts[: i + 1]) for i in range(len(parts))]
+    return tuple(".".join(parts[: i + 1]) for i in range(len(parts)))
 
 
 def category_intent(signals: Sequence[Signal], now: datetime) -> list[CategoryIntent]:
     """Per-category intent at `now`, strongest first (ties by name), decayed-away ones left out."""
     t = epoch(now)
-    ts, w, hl, kept = _known(signals, t)
+    return _category_intent(_known(signals, [epoch(s.at) for s in signals], t), t)
+
+
+def _category_intent(known: Known, t: float) -> list[CategoryIntent]:
+    ts, w, hl, kept = known
     if not kept:
         return []
     decay = np.exp2(-(t - ts) / hl)
-    contribution = w * decay
-    counts = (t - ts) < COUNTS_FOR_HALF_LIVES * hl
+    contribution = (w * decay).tolist()
+    counts = ((t - ts) < COUNTS_FOR_HALF_LIVES * hl).tolist()
     intensity: dict[str, float] = {}
     n: dict[str, int] = {}
     for i, s in enumerate(kept):
         if not counts[i] or not s.category:
             continue
-        for c in ancestors(s.category):
-            intensity[c] = intensity.get(c, 0.0) + float(contribution[i])
+        for c in _ancestors(s.category):
+            intensity[c] = intensity.get(c, 0.0) + contribution[i]
             n[c] = n.get(c, 0) + 1
     out = [CategoryIntent(c, round(1.0 - math.exp(-v / SQUASH), 4), n[c])
            for c, v in intensity.items()]
@@ -150,7 +167,11 @@ def spike(signals: Sequence[Signal], now: datetime) -> Spike:
     """Whether total intensity is a spike above the customer's own baseline, since when, and the
     ratio (reported whenever the customer has any intensity at all)."""
     t = epoch(now)
-    ts, w, hl, kept = _known(signals, t)
+    return _spike(_known(signals, [epoch(s.at) for s in signals], t), t)
+
+
+def _spike(known: Known, t: float) -> Spike:
+    ts, w, hl, kept = known
     if not kept:
         return Spike(active=False)
     now_q = np.array([t])
@@ -172,11 +193,31 @@ def spike(signals: Sequence[Signal], now: datetime) -> Spike:
 
 def intent(signals: Sequence[Signal], now: datetime, model: PBuyModel) -> Intent:
     """Everything the context says about intent, with the name of the model that gave p_buy."""
+    if not signals:
+        # Without signals nothing depends on `now` (no counts, every "hours since" capped, no
+        # category): the answer is the model's own, computed once per model.
+        known = _WITHOUT_SIGNALS.get(id(model))
+        if known is not None and known[0] is model:
+            return known[1]
+        made = _intent(signals, [], epoch(now), model)
+        _WITHOUT_SIGNALS.clear()  # one model at a time is in use: the latest
+        _WITHOUT_SIGNALS[id(model)] = (model, made)
+        return made
+    return _intent(signals, [epoch(s.at) for s in signals], epoch(now), model)
+
+
+_WITHOUT_SIGNALS: dict[int, tuple[PBuyModel, Intent]] = {}
+
+
+def _intent(signals: Sequence[Signal], times: Sequence[float], t: float,
+            model: PBuyModel) -> Intent:
+    """`intent` with each signal's `epoch` and now's given (each computed once)."""
+    known = _known(signals, times, t)
     return Intent(
-        p_buy=round(model.predict(signals, now), 4),
+        p_buy=round(model.predict_at(signals, times, t), 4),
         intent_horizon_hours=HORIZON_HOURS,
-        by_category=category_intent(signals, now),
-        spike=spike(signals, now),
+        by_category=_category_intent(known, t),
+        spike=_spike(known, t),
         model=model.name,
     )
 

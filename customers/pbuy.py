@@ -63,6 +63,13 @@ KIND_GROUPS: dict[str, tuple[int, ...]] = {
     PURCHASE: (PURCHASES,),
 }
 
+# Each kind's row of group memberships, the last entry the "any event" row.
+_MEMBERSHIP: dict[str, tuple[int, ...]] = {
+    kind: (*(int(g in groups) for g in range(N_GROUPS)), 1)
+    for kind, groups in KIND_GROUPS.items()
+}
+_NO_GROUP = (0,) * (N_GROUPS + 1)
+
 FEATURES = (
     "views_1h", "views_24h", "views_30d", "checkouts_24h", "place_24h",
     "purchases_24h", "purchases_30d", "hours_since_event", "hours_since_cart",
@@ -82,15 +89,11 @@ class History:
         order = np.argsort(np.asarray(times, dtype=np.float64), kind="stable")
         self.ts: FloatArray = np.asarray(times, dtype=np.float64)[order]
         self.n = len(self.ts)
-        member = np.zeros((N_GROUPS + 1, self.n), dtype=np.int64)
-        sorted_kinds = [kinds[i] for i in order]
-        for i, kind in enumerate(sorted_kinds):
-            groups = KIND_GROUPS.get(kind)
-            if groups is None:
-                continue  # unknown kinds are stored but carry no intent and no event
-            member[N_GROUPS, i] = 1  # the "any event" row
-            for g in groups:
-                member[g, i] = 1
+        # Unknown kinds are stored but carry no intent and no event (a row of zeros).
+        rows = [_MEMBERSHIP.get(kinds[i], _NO_GROUP) for i in order.tolist()]
+        member = np.array(rows, dtype=np.int64).T if rows else \
+            np.zeros((N_GROUPS + 1, 0), dtype=np.int64)
+        any_event = [row[N_GROUPS] == 1 for row in rows]
         # cum[g, k]: events of group g among the first k; a window count is a difference of two.
         self.cum: IntArray = np.zeros((N_GROUPS + 1, self.n + 1), dtype=np.int64)
         np.cumsum(member, axis=1, out=self.cum[:, 1:])
@@ -115,9 +118,9 @@ class History:
         if self.n:
             self.next_counted[:-1] = np.minimum.accumulate(nxt[::-1])[::-1]
         # The latest categorised intent signal among the first k: what the customer is after.
-        cats = [None] * self.n if categories is None else [categories[i] for i in order]
+        cats = [None] * self.n if categories is None else [categories[i] for i in order.tolist()]
         self.cats: list[str | None] = cats
-        has = np.array([c is not None and member[N_GROUPS, i] == 1 for i, c in enumerate(cats)],
+        has = np.array([c is not None and e for c, e in zip(cats, any_event, strict=True)],
                        dtype=bool)
         self.last_cat: IntArray = np.full(self.n + 1, -1, dtype=np.int64)
         if self.n:
@@ -189,8 +192,15 @@ def feature_matrix(h: History, q: FloatArray, end: IntArray) -> FloatArray:
 def features(signals: Sequence[Signal], now: datetime) -> tuple[FloatArray, str | None]:
     """The feature row of one customer at `now`, from their signals at or before `now`, and the
     category `category_rate` looks up."""
-    t = epoch(now)
-    h = History.of([s for s in signals if epoch(s.at) <= t])
+    return features_at(signals, [epoch(s.at) for s in signals], epoch(now))
+
+
+def features_at(signals: Sequence[Signal], times: Sequence[float],
+                t: float) -> tuple[FloatArray, str | None]:
+    """`features` with each signal's `epoch` (`times`) and now's (`t`) given."""
+    picked = [i for i in range(len(signals)) if times[i] <= t]
+    h = History([times[i] for i in picked], [signals[i].kind for i in picked],
+                [signals[i].category for i in picked])
     q, end = np.array([t]), np.array([h.n], dtype=np.int64)
     return feature_matrix(h, q, end)[0], latest_categories(h, q, end)[0]
 
@@ -265,7 +275,11 @@ class PBuyModel(msgspec.Struct, frozen=True, kw_only=True):
 
     def predict(self, signals: Sequence[Signal], now: datetime) -> float:
         """P(a purchase in (now, now + 24 h]) from the customer's signals up to `now`."""
-        x, category = features(signals, now)
+        return self.predict_at(signals, [epoch(s.at) for s in signals], epoch(now))
+
+    def predict_at(self, signals: Sequence[Signal], times: Sequence[float], t: float) -> float:
+        """`predict` with each signal's `epoch` (`times`) and now's (`t`) given."""
+        x, category = features_at(signals, times, t)
         return float(self.predict_matrix(x[None, :], [category])[0])
 
     def to_bytes(self) -> bytes:

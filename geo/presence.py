@@ -31,6 +31,7 @@ The rules, with their constants:
 from __future__ import annotations
 
 import math
+import operator
 from collections.abc import Mapping, Sequence
 from datetime import datetime, timedelta
 from typing import Final, Literal
@@ -154,7 +155,24 @@ class FenceFacts(msgspec.Struct, frozen=True):
     reach_m: float  # no point of the fence is farther than this from the centre
 
 
+# FenceFacts of the fences stepped lately, by the id() of their IndexedFence (which is immutable,
+# and kept alive here with its facts so that its id cannot be reused meanwhile).
+_FACTS: dict[int, tuple[IndexedFence, FenceFacts]] = {}
+_FACTS_KEPT = 50_000
+
+
 def facts_of(fence: IndexedFence) -> FenceFacts:
+    known = _FACTS.get(id(fence))
+    if known is not None and known[0] is fence:
+        return known[1]
+    if len(_FACTS) >= _FACTS_KEPT:
+        _FACTS.clear()
+    facts = _facts_of(fence)
+    _FACTS[id(fence)] = (fence, facts)
+    return facts
+
+
+def _facts_of(fence: IndexedFence) -> FenceFacts:
     shape = fence.shape
     if shape.radius_m is not None:
         reach = shape.radius_m
@@ -223,13 +241,26 @@ def _signal(
         fix.at - state.entered_at >= timedelta(seconds=fence.dwell_seconds)
     ):
         return "dwell_due"
-    if (
-        hit is not None and hit.inside
-        and hit.distance_m <= -enter_margin_m(fix, fence)
-        and fix.accuracy_m <= fence.equivalent_radius_m
-    ):
+    if hit is not None and _enters(fix, hit, fence):
         return "in"
     return "unsure"
+
+
+def _enters(fix: Fix, hit: FenceHit, fence: FenceFacts) -> bool:
+    """The fix is clearly inside the fence: the "in" signal, when nothing else comes first."""
+    return (hit.inside and hit.distance_m <= -enter_margin_m(fix, fence)
+            and fix.accuracy_m <= fence.equivalent_radius_m)
+
+
+def may_enter(fix: Fix, hits: Sequence[FenceHit], fences: Mapping[UUID, IndexedFence]) -> bool:
+    """Whether the fix could enter any fence it hits. A device inside no fence stays inside
+    none, with no event, over fixes that cannot: from "outside" only "in" moves (TRANSITIONS),
+    so stepping them changes its anchor, its suspect and its clock only."""
+    for hit in hits:
+        indexed = fences.get(hit.fence_id)
+        if indexed is not None and _enters(fix, hit, facts_of(indexed)):
+            return True
+    return False
 
 
 def step(
@@ -282,19 +313,25 @@ def advance(
     """
     if len(hits) != len(fixes):
         raise ValueError("hits must have one entry per fix")
-    # A total order on content, so the same batch gives the same events whatever its order.
-    order = sorted(
-        range(len(fixes)),
-        key=lambda i: (fixes[i].at, fixes[i].lat, fixes[i].lng, fixes[i].accuracy_m),
-    )
+    # A total order on content, so the same batch gives the same events whatever its order
+    # (fixes strictly in time order are in it already: the usual case, checked for less).
+    times = [f.at for f in fixes]
+    if all(map(operator.lt, times, times[1:])):
+        order = list(range(len(fixes)))
+    else:
+        order = sorted(
+            range(len(fixes)),
+            key=lambda i: (fixes[i].at, fixes[i].lat, fixes[i].lng, fixes[i].accuracy_m),
+        )
     states = dict(device.fences)
     # Sorted by time, a fix older than the last processed one can only precede the newer ones.
-    fresh = [i for i in order if device.last_at is None or fixes[i].at >= device.last_at]
+    last_at = device.last_at
+    fresh = order if last_at is None or (order and times[order[0]] >= last_at) \
+        else [i for i in order if times[i] >= last_at]
     if not fresh:
         return device, []
     plausible_of = _plausibility(device, [fixes[i] for i in fresh])
     anchor, suspect = device.anchor, device.suspect
-    facts: dict[UUID, FenceFacts] = {}
     events: list[GeoEvent] = []
     for i, plausible in zip(fresh, plausible_of, strict=True):
         fix = fixes[i]
@@ -310,7 +347,7 @@ def advance(
             if indexed is None:
                 states.pop(fence_id, None)
                 continue
-            fence = facts.get(fence_id) or facts.setdefault(fence_id, facts_of(indexed))
+            fence = facts_of(indexed)
             state, new_events = step(
                 states.get(fence_id, OUTSIDE), fix, by_fence.get(fence_id), fence,
                 device_id=device.device_id, plausible=plausible,
@@ -324,15 +361,20 @@ def advance(
     return DevicePresence(device.device_id, last_at, anchor, suspect, states), events
 
 
+# Under this many fixes (the anchor included), walking them is cheaper than numpy's set-up.
+_WALK_UNDER = 24
+
+
 def _plausibility(device: DevicePresence, fixes: Sequence[Fix]) -> list[bool]:
     """Whether each fix (in time order) passes the speed check, as the sequential rule says:
     against the latest plausible fix, or confirming the latest implausible one.
 
     The common case — every fix plausible after the one before — is checked for the whole batch
-    at once; only a batch with a jump in it is walked fix by fix.
+    at once; only a batch with a jump in it is walked fix by fix. A short batch is walked
+    directly: below `_WALK_UNDER` fixes, numpy's set-up costs more than the walk.
     """
     chain = ([device.anchor] if device.anchor is not None else []) + list(fixes)
-    if len(chain) > 1:
+    if len(chain) > _WALK_UNDER:
         lat = np.fromiter((f.lat for f in chain), np.float64, len(chain))
         lng = np.fromiter((f.lng for f in chain), np.float64, len(chain))
         acc = np.fromiter((f.accuracy_m for f in chain), np.float64, len(chain))
@@ -341,8 +383,6 @@ def _plausibility(device: DevicePresence, fixes: Sequence[Fix]) -> list[bool]:
         seconds = np.maximum(np.abs(np.diff(at)), MIN_SPEED_INTERVAL_S)
         if bool(np.all(gap <= MAX_SPEED_M_S * seconds)):
             return [True] * len(fixes)
-    elif device.anchor is None:
-        return [True] * len(fixes)
     anchor, suspect = device.anchor, device.suspect
     result = []
     for fix in fixes:

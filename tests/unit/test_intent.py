@@ -6,6 +6,7 @@ import math
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
+import msgspec
 import pytest
 
 from customers.intent import (
@@ -227,3 +228,20 @@ def test_intent_puts_everything_together_with_the_model_name() -> None:
     assert got.p_buy == round(prior.predict(signals, T0), 4)
     assert got.by_category == category_intent(signals, T0)
     assert got.spike == spike(signals, T0)
+
+
+@pytest.mark.parametrize("hours", [0.0, 1.5, 30.0, 24 * 400.0])
+def test_without_signals_intent_is_what_the_model_says_at_any_instant(hours: float) -> None:
+    """The answer for a customer without signals is computed once per model and reused: it
+    must be what the whole computation gives at every instant."""
+    prior = load_prior()
+    at = T0 + timedelta(hours=hours)
+    got = intent([], at, prior)
+    assert got == intent([], T0 - timedelta(days=9), prior)
+    assert got.p_buy == round(prior.predict([], at), 4)
+    assert got.by_category == category_intent([], at) == []
+    assert got.spike == spike([], at)
+    # Another model's answer is its own.
+    other = msgspec.structs.replace(prior, name="fitted", intercept=prior.intercept + 1.0)
+    assert intent([], at, other).p_buy == round(other.predict([], at), 4) != got.p_buy
+    assert intent([], at, prior) == got
