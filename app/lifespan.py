@@ -1,6 +1,6 @@
 """Resources that live as long as the app: the database pool (migrated on start), the in-memory
 catalog (fence index, campaigns, policy) kept fresh by NOTIFY, the FCM gateway, the
-dispatcher worker and the retention loop.
+dispatcher worker, the webhook relay and the retention loop.
 
 One rule: each resource is an async context manager that puts itself on `app.state`, and is
 closed in the reverse order.
@@ -30,6 +30,9 @@ from app.value import serving as value_serving
 from campaigns.dispatch import Backoff, Dispatcher
 from campaigns.fcm import FcmGateway
 from campaigns.fcm_emulator import run_emulator
+from campaigns.webhooks.relay import Relay, RetryPolicy
+from campaigns.webhooks.safety import AllowList
+from campaigns.webhooks.sealing import Sealer
 
 log = logging.getLogger("contexto")
 
@@ -130,6 +133,45 @@ async def push_delivery(app: Litestar) -> AsyncIterator[None]:
                 # A send hanging on FCM: give up on it; the rows it claimed go back to the
                 # outbox when their lease ends, and the next worker sends them.
                 log.warning("the dispatcher did not stop within 10 s; it was cancelled")
+
+
+@asynccontextmanager
+async def webhook_delivery(app: Litestar) -> AsyncIterator[None]:
+    """The webhook relay, beside the dispatcher (and turned off with it); none without a
+    WEBHOOK_SECRET_KEY, since no subscription can exist then."""
+    settings = app.state.settings
+    if not settings.run_dispatcher or not settings.webhook_secret_key:
+        yield
+        return
+    relay = relay_of(settings, app.state.pool, clock=app.state.clock,
+                     on_attempt=lambda outcome: app.state.metrics.webhook_attempts.labels(
+                         outcome).inc())
+    stop = asyncio.Event()
+    task = asyncio.create_task(relay.run(settings.database_url, stop), name="webhooks")
+    try:
+        yield
+    finally:
+        stop.set()
+        try:
+            with suppress(asyncio.CancelledError):
+                await asyncio.wait_for(task, timeout=settings.webhook_timeout_seconds + 5)
+        except TimeoutError:
+            log.warning("the webhook relay did not stop in time; it was cancelled")
+
+
+def relay_of(settings: Settings, pool: asyncpg.Pool, *, clock: Clock = system_clock,
+             on_attempt: Callable[[str], None] | None = None) -> Relay:
+    """The webhook relay `settings` describe, in the server or alone
+    (`python -m campaigns.webhooks.relay`)."""
+    assert settings.webhook_secret_key is not None
+    return Relay(
+        pool, Sealer(settings.webhook_secret_key), AllowList.parse(settings.webhook_allow_hosts),
+        clock=clock, lease=timedelta(seconds=settings.webhook_lease_seconds),
+        retry=RetryPolicy(base_seconds=settings.webhook_backoff_base_seconds,
+                          cap_seconds=settings.webhook_backoff_cap_seconds,
+                          window_seconds=settings.webhook_retry_window_seconds),
+        timeout=settings.webhook_timeout_seconds, concurrency=settings.webhook_concurrency,
+        on_attempt=on_attempt)
 
 
 def gateway_of(settings: Settings, endpoint: str | None) -> FcmGateway:

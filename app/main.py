@@ -27,6 +27,7 @@ from app.lifespan import (
     push_delivery,
     retention,
     value,
+    webhook_delivery,
 )
 from app.metrics import Metrics, count_unrouted, metrics_middleware
 from app.openapi import BEARER, ProblemResponses, StrictStructSchemas
@@ -45,6 +46,7 @@ from app.routes.pings import PingController
 from app.routes.stores import GeofenceController, StoreController
 from app.routes.transactions import TransactionController
 from app.routes.visits import VisitController
+from app.routes.webhooks import WebhookController
 from app.settings import Settings
 from app.strict_body import strict_body
 
@@ -77,7 +79,8 @@ def create_app(settings: Settings, *, clock: Clock = system_clock) -> Litestar:
             ApiKeyController, StoreController, GeofenceController, DeviceController,
             PingController, CampaignController, PolicyController, CustomerController,
             DeliveryController, VisitController, TransactionController, AuditController,
-            MeasurementController, healthz, readyz, metrics, me, heat, *console_routes(settings),
+            MeasurementController, WebhookController, healthz, readyz, metrics, me, heat,
+            *console_routes(settings),
         ],
         dependencies={
             "pool": Provide(provide_pool),
@@ -88,7 +91,8 @@ def create_app(settings: Settings, *, clock: Clock = system_clock) -> Litestar:
         before_request=strict_body,
         after_exception=[count_unrouted],
         exception_handlers=exception_handlers(),
-        lifespan=[database, catalog, prediction, intent, value, retention, push_delivery],
+        lifespan=[database, catalog, prediction, intent, value, retention, push_delivery,
+                  webhook_delivery],
         plugins=[ProblemResponses(), StrictStructSchemas()],
         middleware=[metrics_middleware],
         state=state,

@@ -44,6 +44,9 @@ class Metrics:
             "seconds from the receipt of a ping batch to FCM accepting the push it triggered, "
             "retries included (observed by the dispatcher running in this process)",
             buckets=PUSH_LATENCY_BUCKETS, registry=self.registry)
+        self.webhook_attempts = Counter("contexto_webhook_attempts",
+                                        "webhook POSTs by outcome (delivered, retry, dead)",
+                                        ["outcome"], registry=self.registry)
         self.retention_deleted = Counter("contexto_retention_deleted",
                                          "rows deleted by retention", ["table"],
                                          registry=self.registry)
