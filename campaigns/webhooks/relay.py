@@ -90,8 +90,9 @@ SUBSCRIPTION = "SELECT id, url, secret_sealed FROM webhooks WHERE id = $1"
 # another does not overwrite that one's outcome); the attempt is logged either way.
 SETTLE = """
 UPDATE webhook_deliveries
-SET status = $3, next_attempt_at = coalesce($4, next_attempt_at), claimed_at = NULL,
-    finished_at = CASE WHEN $3 IN ('delivered', 'dead') THEN $5 END
+SET status = $3::text, next_attempt_at = coalesce($4::timestamptz, next_attempt_at),
+    claimed_at = NULL,
+    finished_at = CASE WHEN $3::text IN ('delivered', 'dead') THEN $5::timestamptz END
 WHERE id = $1 AND status = 'sending' AND claimed_at = $2
 """
 LOG_ATTEMPT = """
