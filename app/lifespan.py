@@ -23,6 +23,7 @@ from app.db import open_pool
 from app.intent import IntentModel
 from app.intent import serving as intent_serving
 from app.prediction import Predictor, serving
+from app.relay import relay_of
 from app.retention import purging
 from app.settings import Settings
 from app.value import ValueModel
@@ -30,9 +31,6 @@ from app.value import serving as value_serving
 from campaigns.dispatch import Backoff, Dispatcher
 from campaigns.fcm import FcmGateway
 from campaigns.fcm_emulator import run_emulator
-from campaigns.webhooks.relay import Relay, RetryPolicy
-from campaigns.webhooks.safety import AllowList
-from campaigns.webhooks.sealing import Sealer
 
 log = logging.getLogger("contexto")
 
@@ -157,21 +155,6 @@ async def webhook_delivery(app: Litestar) -> AsyncIterator[None]:
                 await asyncio.wait_for(task, timeout=settings.webhook_timeout_seconds + 5)
         except TimeoutError:
             log.warning("the webhook relay did not stop in time; it was cancelled")
-
-
-def relay_of(settings: Settings, pool: asyncpg.Pool, *, clock: Clock = system_clock,
-             on_attempt: Callable[[str], None] | None = None) -> Relay:
-    """The webhook relay `settings` describe, in the server or alone
-    (`python -m campaigns.webhooks.relay`)."""
-    assert settings.webhook_secret_key is not None
-    return Relay(
-        pool, Sealer(settings.webhook_secret_key), AllowList.parse(settings.webhook_allow_hosts),
-        clock=clock, lease=timedelta(seconds=settings.webhook_lease_seconds),
-        retry=RetryPolicy(base_seconds=settings.webhook_backoff_base_seconds,
-                          cap_seconds=settings.webhook_backoff_cap_seconds,
-                          window_seconds=settings.webhook_retry_window_seconds),
-        timeout=settings.webhook_timeout_seconds, concurrency=settings.webhook_concurrency,
-        on_attempt=on_attempt)
 
 
 def gateway_of(settings: Settings, endpoint: str | None) -> FcmGateway:

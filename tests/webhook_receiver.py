@@ -76,14 +76,16 @@ class Receiver:
                 break
         headers = {k.decode().lower(): v.decode() for k, v in scope["headers"]}
         script = self.script
-        if script.delay:
-            await asyncio.sleep(script.delay)
         event_id = headers.get("contexto-event-id", "")
+        # Kept as it arrives, before any delay: a request held here is one the sender has
+        # sent and not yet heard back about.
         with self._lock:
             self.seen[event_id] += 1
             status = 503 if self.seen[event_id] <= script.fail_first else script.status
             self.arrivals.append(Arrival(headers, body, time.time()))
             self._answers.append(200 <= status < 300)
+        if script.delay:
+            await asyncio.sleep(script.delay)
         extra = [(b"retry-after", str(script.retry_after).encode())] \
             if status == 503 and script.retry_after is not None else []
         await send({"type": "http.response.start", "status": status,

@@ -313,7 +313,7 @@ async def _main() -> None:
     import signal
 
     from app.db import open_pool
-    from app.lifespan import relay_of
+    from app.relay import relay_of
     from app.settings import from_environment
 
     database_url = os.environ.get("DATABASE_URL")
