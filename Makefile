@@ -53,6 +53,7 @@ bench: $(STAMP)
 	$(PY) -m bench.e2e --concurrency 32 --skip-arbitration
 	$(PY) -m bench.e2e --concurrency 8
 	$(PY) -m bench.backtest
+	$(PY) -m bench.webhooks
 
 eval: $(STAMP)
 	$(PY) -m fixtures.visits --seed 7 --train .contexto/eval/train.csv --test .contexto/eval/test.csv
