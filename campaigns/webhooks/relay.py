@@ -151,17 +151,17 @@ class Relay:
         self.claim_size = concurrency * rounds
         self.resolver = resolver
         self.on_attempt = on_attempt
-        self._client: httpx.AsyncClient | None = None
         self._busy: dict[UUID, asyncio.Task[None]] = {}
         self._idle = asyncio.Event()
 
-    def client(self) -> httpx.AsyncClient:
-        if self._client is None:
-            self._client = httpx.AsyncClient(
-                timeout=httpx.Timeout(self.timeout), follow_redirects=False, trust_env=False,
-                limits=httpx.Limits(max_connections=MAX_RECEIVERS * self.concurrency,
-                                    max_keepalive_connections=MAX_RECEIVERS))
-        return self._client
+    def _client_for_one_receiver(self) -> httpx.AsyncClient:
+        """A client (and so a connection pool) per drain: connections go to checked addresses,
+        so one kept alive for a receiver must never carry another's requests (two hosts on one
+        address would share a connection made, and its certificate checked, for the other)."""
+        return httpx.AsyncClient(
+            timeout=httpx.Timeout(self.timeout), follow_redirects=False, trust_env=False,
+            limits=httpx.Limits(max_connections=self.concurrency,
+                                max_keepalive_connections=self.concurrency))
 
     async def close(self) -> None:
         """Let the attempts in flight finish and be recorded (a polite stop resends nothing),
@@ -173,8 +173,6 @@ class Relay:
         for task in list(self._busy.values()):
             with suppress(asyncio.CancelledError):
                 await task
-        if self._client is not None:
-            await self._client.aclose()
 
     async def fan_out(self) -> int:
         """Make the delivery rows of events not fanned out yet; return how many events."""
@@ -223,24 +221,26 @@ class Relay:
             log.error("webhook %s: its secret does not open with this WEBHOOK_SECRET_KEY; "
                       "its deliveries wait", webhook_id)
             return
-        while True:
-            claimed_at = self.clock()
-            async with self.pool.acquire() as conn, conn.transaction():
-                rows = list(await conn.fetch(CLAIM, webhook_id, claimed_at, self.claim_size,
-                                             self.lease))
-            if not rows:
-                return
-            gate = asyncio.Semaphore(self.concurrency)
-            await asyncio.gather(*(self._gated(gate, webhook_id, sub["url"], secret, row,
-                                               claimed_at) for row in rows))
+        async with self._client_for_one_receiver() as client:
+            while True:
+                claimed_at = self.clock()
+                async with self.pool.acquire() as conn, conn.transaction():
+                    rows = list(await conn.fetch(CLAIM, webhook_id, claimed_at,
+                                                 self.claim_size, self.lease))
+                if not rows:
+                    return
+                gate = asyncio.Semaphore(self.concurrency)
+                await asyncio.gather(*(self._gated(gate, client, webhook_id, sub["url"], secret,
+                                                   row, claimed_at) for row in rows))
 
-    async def _gated(self, gate: asyncio.Semaphore, webhook_id: UUID, url: str, secret: str,
-                     row: asyncpg.Record, claimed_at: datetime) -> None:
+    async def _gated(self, gate: asyncio.Semaphore, client: httpx.AsyncClient,
+                     webhook_id: UUID, url: str, secret: str, row: asyncpg.Record,
+                     claimed_at: datetime) -> None:
         async with gate:
-            await self._attempt(webhook_id, url, secret, row, claimed_at)
+            await self._attempt(client, webhook_id, url, secret, row, claimed_at)
 
-    async def _attempt(self, webhook_id: UUID, url: str, secret: str, row: asyncpg.Record,
-                       claimed_at: datetime) -> None:
+    async def _attempt(self, client: httpx.AsyncClient, webhook_id: UUID, url: str,
+                       secret: str, row: asyncpg.Record, claimed_at: datetime) -> None:
         body = msgspec.json.encode({"id": str(row["event_id"]), "type": row["type"],
                                     "created_at": row["created_at"], "data": row["data"]})
         now = self.clock()
@@ -252,7 +252,7 @@ class Relay:
         except UnsafeUrl as exc:
             answer = sender.Answer("dead", 0.0, error=f"refused: {exc}")
         else:
-            answer = await sender.post(self.client(), target, body, headers,
+            answer = await sender.post(client, target, body, headers,
                                        seconds=self.timeout, now=now, resolver=self.resolver)
         await self._settle(webhook_id, row, claimed_at, answer)
 
