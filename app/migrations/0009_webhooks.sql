@@ -25,9 +25,12 @@ CREATE INDEX webhooks_events_idx ON webhooks USING gin (events);
 -- The stream. A row is written in the transaction of the fact it reports (and only when some
 -- subscription wants its type), so a committed fact always has its event and a rolled-back one
 -- never does. `fanned_out_at` is set when the worker has made its delivery rows. `dedupe_key`
--- makes a fact that can be written twice (a retried purchase signal) one event.
+-- makes a fact that can be written twice (a retried purchase signal) one event. `device_id` is
+-- the device the event is about, so that erasing the device erases its events (and their
+-- deliveries and attempts) and its export shows them.
 CREATE TABLE webhook_events (
     id            uuid PRIMARY KEY,
+    device_id     uuid,
     type          text NOT NULL CHECK (type IN ('moment', 'delivery.sent', 'delivery.failed',
                                                 'delivery.opened', 'delivery.redeemed',
                                                 'conversion')),
@@ -38,6 +41,7 @@ CREATE TABLE webhook_events (
 );
 CREATE INDEX webhook_events_pending_idx ON webhook_events (created_at) WHERE fanned_out_at IS NULL;
 CREATE INDEX webhook_events_created_idx ON webhook_events (created_at);
+CREATE INDEX webhook_events_device_idx ON webhook_events (device_id) WHERE device_id IS NOT NULL;
 
 -- One event to one subscription: queued → sending (claimed, with a lease) → delivered | dead.
 -- `first_attempt_at` starts the retry window (24 h by default). A replay adds new rows for the

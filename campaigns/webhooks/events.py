@@ -17,6 +17,9 @@ Each event's `data`:
   gives it (campaigns/attribution.py): `delivery_id`, `campaign_id`, `device_id`,
   `customer_id`, `store_id`, `amount`, `purchased_at`, `sent_at`. Copies of one purchase (same
   device, instant and attributes) are one event.
+
+Every event row also keeps the `device_id` it is about, so erasing a device erases its events
+(campaigns/devices.py) before or after they were sent.
 """
 
 from __future__ import annotations
@@ -46,8 +49,8 @@ WITH g AS (
          AS t(f, s, k, a, e)
     RETURNING id, device_id, customer_id, fence_id, store_id, kind, at, entered_at
 )
-INSERT INTO webhook_events (id, type, created_at, data)
-SELECT gen_random_uuid(), 'moment', $8,
+INSERT INTO webhook_events (id, device_id, type, created_at, data)
+SELECT gen_random_uuid(), g.device_id, 'moment', $8,
        jsonb_build_object('device_id', g.device_id, 'customer_id', g.customer_id,
                           'kind', CASE g.kind WHEN 'entered' THEN 'enter'
                                               WHEN 'dwelled' THEN 'dwell' ELSE 'exit' END,
@@ -60,8 +63,8 @@ ORDER BY g.id
 # The outcomes the dispatcher just recorded ($1: deliveries now sent or failed), $2 now.
 _OUTCOME_TYPE = "CASE d.status WHEN 'sent' THEN 'delivery.sent' ELSE 'delivery.failed' END"
 INSERT_OUTCOMES = f"""
-INSERT INTO webhook_events (id, type, created_at, data, dedupe_key)
-SELECT gen_random_uuid(), {_OUTCOME_TYPE}, $2,
+INSERT INTO webhook_events (id, device_id, type, created_at, data, dedupe_key)
+SELECT gen_random_uuid(), d.device_id, {_OUTCOME_TYPE}, $2,
        jsonb_build_object('delivery_id', d.id, 'campaign_id', d.campaign_id,
                           'device_id', d.device_id, 'store_id', d.store_id,
                           'trigger_kind', d.trigger_kind, 'moment_at', d.moment_at,
@@ -75,8 +78,8 @@ ON CONFLICT (dedupe_key) DO NOTHING
 
 # $1 delivery, $2 'opened' | 'redeemed', $3 when (the device's ts), $4 now.
 INSERT_FEEDBACK = f"""
-INSERT INTO webhook_events (id, type, created_at, data, dedupe_key)
-SELECT gen_random_uuid(), 'delivery.' || $2, $4,
+INSERT INTO webhook_events (id, device_id, type, created_at, data, dedupe_key)
+SELECT gen_random_uuid(), d.device_id, 'delivery.' || $2, $4,
        jsonb_build_object('delivery_id', d.id, 'campaign_id', d.campaign_id,
                           'device_id', d.device_id, 'at', $3::timestamptz),
        'delivery.' || $2 || ':' || d.id
@@ -102,8 +105,8 @@ p AS (
     SELECT DISTINCT ts, attributes FROM jsonb_to_recordset($2::jsonb) AS x(ts timestamptz,
                                                                            attributes jsonb)
 )
-INSERT INTO webhook_events (id, type, created_at, data, dedupe_key)
-SELECT gen_random_uuid(), 'conversion', $4,
+INSERT INTO webhook_events (id, device_id, type, created_at, data, dedupe_key)
+SELECT gen_random_uuid(), $1::uuid, 'conversion', $4,
        jsonb_build_object('delivery_id', last.id, 'campaign_id', last.campaign_id,
                           'device_id', $1::uuid, 'customer_id', mine.customer_id,
                           'store_id', p.attributes ->> 'store_id',

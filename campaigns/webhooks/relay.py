@@ -269,9 +269,17 @@ class Relay:
                 outcome = "dead"
                 error = f"{error}; the retry window of {self.retry.window_seconds:g} s is over"
         status = "queued" if outcome == "retry" else outcome
-        await self.pool.execute(SETTLE, row["id"], claimed_at, status, next_at, now, uuid4(),
-                                webhook_id, row["event_id"], row["type"], row["attempts"],
-                                outcome, answer.latency_ms, answer.status, error)
+        try:
+            await self.pool.execute(SETTLE, row["id"], claimed_at, status, next_at, now,
+                                    uuid4(), webhook_id, row["event_id"], row["type"],
+                                    row["attempts"], outcome, answer.latency_ms, answer.status,
+                                    error)
+        except asyncpg.ForeignKeyViolationError:
+            # The delivery went while it was in flight (its subscription was deleted, or the
+            # device its event is about was erased): nothing is left to record it against.
+            log.info("webhook %s: delivery %s was removed while in flight", webhook_id,
+                     row["id"])
+            return
         if self.on_attempt is not None:
             self.on_attempt(outcome)
 

@@ -13,6 +13,7 @@ from collections import Counter
 from collections.abc import AsyncIterator, Awaitable, Callable
 from datetime import timedelta
 from typing import Any
+from uuid import UUID
 
 import pytest
 
@@ -191,3 +192,26 @@ async def test_a_receiver_down_longer_than_the_retry_window_ends_with_dead_lette
     before = len(log)
     await asyncio.sleep(1.5)
     assert len(await attempts(world, hook["id"])) == before
+
+
+async def test_erasing_a_device_erases_its_events_sent_or_not(hooked: World) -> None:
+    world = hooked
+    with receiver_thread() as receiver:
+        await subscribe(world, receiver.url, ["moment"])
+        device_id, token = await world.device(customer_id="cust-erased")
+        await world.walk_in(token)
+
+        async def arrived() -> bool:
+            return len(receiver.arrivals) >= 1
+
+        await until(arrived, 15, "the first event to arrive")
+        export = await world.api.ok("GET", "/v1/devices/me/export", token)
+        assert {e["type"] for e in export["webhook_events"]} == {"moment"}
+        assert all(e["data"]["device_id"] == device_id for e in export["webhook_events"])
+        await world.api.ok("DELETE", "/v1/devices/me", token)
+
+    left = await world.sql(
+        "SELECT count(*) AS n FROM webhook_events WHERE device_id = $1 "
+        "OR data::text LIKE '%cust-erased%'", UUID(device_id))
+    assert left[0]["n"] == 0
+    assert (await world.sql("SELECT count(*) AS n FROM webhook_deliveries"))[0]["n"] == 0
