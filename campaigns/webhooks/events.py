@@ -9,7 +9,9 @@ happens later, in the relay, never here.
 
 Each event's `data`:
 - `moment`: `device_id`, `customer_id`, `kind` (enter | dwell | exit), `fence_id`, `store_id`,
-  `at`, `entered_at` (dwell and exit);
+  `at`, `entered_at` (dwell and exit); or, for the customer's predicted next store (decided in
+  the batch that made the prediction, only for stores a `predicted_next` campaign targets),
+  `kind` predicted_next with `store_id`, `probability` and `at` (when they left the last place);
 - `delivery.sent` / `delivery.failed`: `delivery_id`, `campaign_id`, `device_id`, `store_id`,
   `trigger_kind`, `moment_at`, `status`, `sent_at`, `fcm_message_name`, `error_code`;
 - `delivery.opened` / `delivery.redeemed`: `delivery_id`, `campaign_id`, `device_id`, `at`;
@@ -58,6 +60,20 @@ SELECT gen_random_uuid(), g.device_id, 'moment', $8,
                           'entered_at', g.entered_at)
 FROM g WHERE {wanted("'moment'")}
 ORDER BY g.id
+"""
+
+# A predicted next store, decided in the batch's transaction: $1 device, $2 store, $3 when,
+# $4 probability, $5 the moment's key (one event per moment however often it is decided), $6 now.
+INSERT_PREDICTION = f"""
+INSERT INTO webhook_events (id, device_id, type, created_at, data, dedupe_key)
+SELECT gen_random_uuid(), $1, 'moment', $6,
+       jsonb_build_object('device_id', $1::uuid,
+                          'customer_id', (SELECT customer_id FROM devices WHERE id = $1),
+                          'kind', 'predicted_next', 'fence_id', NULL, 'store_id', $2::uuid,
+                          'at', $3::timestamptz, 'probability', $4::float8),
+       'moment:' || $1::uuid || ':' || $5
+WHERE {wanted("'moment'")}
+ON CONFLICT (dedupe_key) DO NOTHING
 """
 
 # The outcomes the dispatcher just recorded ($1: deliveries now sent or failed), $2 now.
@@ -136,6 +152,13 @@ async def record_moments(conn: Connection, device_id: UUID, customer_id: str | N
     """Insert a batch's geo events and, when subscribed, their `moment` events."""
     await conn.execute(INSERT_MOMENTS, device_id, customer_id, list(fence_ids), list(store_ids),
                        list(kinds), list(at), list(entered_at), now)
+
+
+async def record_prediction(conn: Connection, device_id: UUID, store_id: UUID,
+                            at: datetime, probability: float | None, moment_key: str,
+                            now: datetime) -> None:
+    """The `moment` event of a predicted next store, when subscribed."""
+    await conn.execute(INSERT_PREDICTION, device_id, store_id, at, probability, moment_key, now)
 
 
 async def record_outcomes(conn: Connection, delivery_ids: Sequence[UUID], now: datetime) -> None:

@@ -8,6 +8,7 @@ app's clock: the suite pins it (tests/clock.py), so the `t` the relay signs is p
 from __future__ import annotations
 
 import asyncio
+import itertools
 import time
 from collections import Counter
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -132,10 +133,10 @@ async def test_every_event_of_a_pipeline_run_arrives_once_signed_and_a_replay_re
         assert signed(receiver, hook["secret"])
 
 
-async def test_a_receiver_that_fails_the_first_attempts_gets_each_event_later_once_by_id(
+async def test_a_failing_receiver_gets_each_event_later_once_by_id_when_it_asked(
         hooked: World) -> None:
     world = hooked
-    with receiver_thread(Script(fail_first=2, retry_after=0)) as receiver:
+    with receiver_thread(Script(fail_first=2, retry_after=1)) as receiver:
         hook = await subscribe(world, receiver.url, ["moment"])
         _, token = await world.device()
         await world.walk_in(token)
@@ -159,6 +160,12 @@ async def test_a_receiver_that_fails_the_first_attempts_gets_each_event_later_on
                 (a["attempt"], a["outcome"], a["response_code"]))
         assert by_event == {e: [(1, "retry", 503), (2, "retry", 503), (3, "delivered", 200)]
                             for e in written}
+        # The receiver asked for a second's pause (Retry-After: 1), ten times the backoff.
+        times: dict[str, list[float]] = {}
+        for a in receiver.arrivals:
+            times.setdefault(a.headers["contexto-event-id"], []).append(a.received_at)
+        gaps = [b - a for stamps in times.values() for a, b in itertools.pairwise(stamps)]
+        assert min(gaps) >= 0.95, gaps
 
 
 async def test_a_receiver_down_longer_than_the_retry_window_ends_with_dead_letters(
@@ -215,3 +222,29 @@ async def test_erasing_a_device_erases_its_events_sent_or_not(hooked: World) -> 
         "OR data::text LIKE '%cust-erased%'", UUID(device_id))
     assert left[0]["n"] == 0
     assert (await world.sql("SELECT count(*) AS n FROM webhook_deliveries"))[0]["n"] == 0
+
+
+async def test_a_predicted_next_store_is_a_moment_on_the_stream(hooked: World) -> None:
+    from tests.e2e.test_predicted_next import _campaign_for, _device_of, _routine
+
+    world = hooked
+    with receiver_thread() as receiver:
+        await subscribe(world, receiver.url, ["moment"])
+        store_b, customer, _ = await _routine(world, "cust-streamed")
+        await world.campaign(**_campaign_for(store_b, 0.2))
+        token = await _device_of(world, customer)
+        now = CLOCK()
+        await world.walk_in(token, start=now - timedelta(minutes=4))
+        await world.walk_out(token, start=now - timedelta(minutes=2))
+        written = await stream(world)
+
+        async def all_arrived() -> bool:
+            return set(receiver.ids()) >= set(written)
+
+        await until(all_arrived, 15, "every event to reach the receiver")
+    kinds = sorted(a.event["data"]["kind"] for a in receiver.arrivals)
+    assert kinds == ["dwell", "enter", "exit", "predicted_next"]
+    predicted = next(a.event["data"] for a in receiver.arrivals
+                     if a.event["data"]["kind"] == "predicted_next")
+    assert (predicted["store_id"], predicted["customer_id"]) == (store_b, customer)
+    assert 0.2 <= predicted["probability"] <= 1.0
