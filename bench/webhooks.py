@@ -11,8 +11,8 @@ relay's throughput is measured in this process against a real HTTP receiver on i
 `delivered`, on events already in the stream.
 
 Run: `python -m bench.webhooks [--devices N] [--stores N] [--rounds N] [--runs N]
-[--events N] [--database-url URL]` (without a URL, nor `DATABASE_URL`, an embedded PostgreSQL
-is started).
+[--events N] [--skip-ping-path] [--database-url URL]` (without a URL, nor `DATABASE_URL`, an
+embedded PostgreSQL is started).
 """
 
 from __future__ import annotations
@@ -130,10 +130,12 @@ async def subscribe(url: str, receiver_url: str) -> uuid.UUID:
         await conn.close()
 
 
-async def throughput(url: str, events: int, *, beside_slow: bool) -> tuple[float, int]:
+async def throughput(url: str, events: int, *,
+                     beside_slow: bool) -> tuple[float, int, float]:
     """Seconds to deliver `events` events to one receiver (with a second subscription to a
-    receiver that holds every request past the timeout, if `beside_slow`); and how many
-    attempts the slow one had meanwhile."""
+    receiver that holds every request past the timeout, if `beside_slow`); how many attempts
+    the slow one had meanwhile; and the CPU seconds this process spent (the relay and the
+    receivers, whose threads share it)."""
     with contextlib.ExitStack() as stack:
         fast_url = stack.enter_context(receiving())
         fast = await subscribe(url, fast_url)
@@ -152,7 +154,7 @@ async def throughput(url: str, events: int, *, beside_slow: bool) -> tuple[float
             relay = Relay(pool, Sealer(KEY), AllowList.parse("127.0.0.1"), timeout=2.0,
                           lease=timedelta(seconds=10))
             stop = asyncio.Event()
-            started = time.monotonic()
+            started, cpu = time.monotonic(), time.process_time()
             task = asyncio.create_task(relay.run(url, stop))
             while True:
                 delivered: int = await conn.fetchval(
@@ -161,7 +163,7 @@ async def throughput(url: str, events: int, *, beside_slow: bool) -> tuple[float
                 if delivered >= events:
                     break
                 await asyncio.sleep(0.05)
-            seconds = time.monotonic() - started
+            seconds, cpu = time.monotonic() - started, time.process_time() - cpu
             slow_attempts = int(await conn.fetchval(
                 "SELECT count(*) FROM webhook_attempts WHERE webhook_id <> $1", fast))
             stop.set()
@@ -169,7 +171,7 @@ async def throughput(url: str, events: int, *, beside_slow: bool) -> tuple[float
             await pool.close()
         finally:
             await conn.close()
-    return seconds, slow_attempts
+    return seconds, slow_attempts, cpu
 
 
 async def bench(args: argparse.Namespace, command: str) -> None:
@@ -197,7 +199,7 @@ async def bench(args: argparse.Namespace, command: str) -> None:
             work = batches(ids, args.stores, args.warmup + args.rounds, args.seed)
             runs: list[tuple[Cost, Cost]] = []
             written: list[int] = []
-            for k in range(args.runs):
+            for k in range(0 if args.skip_ping_path else args.runs):
                 on_url, off_url = await clone(), await clone()
                 await subscribe(on_url, "http://127.0.0.1:9/never-called")
                 on, off = await run_sides([(on_url, None), (off_url, None)], work,
@@ -220,8 +222,8 @@ async def bench(args: argparse.Namespace, command: str) -> None:
 
 
 def report(command: str, pg_version: str, args: argparse.Namespace,
-           runs: list[tuple[Cost, Cost]], written: list[int], alone: tuple[float, int],
-           beside: tuple[float, int], total_s: float) -> None:
+           runs: list[tuple[Cost, Cost]], written: list[int], alone: tuple[float, int, float],
+           beside: tuple[float, int, float], total_s: float) -> None:
     med = statistics.median
     on, off = [w for w, _ in runs], [wo for _, wo in runs]
     load = os.getloadavg()
@@ -230,25 +232,29 @@ def report(command: str, pg_version: str, args: argparse.Namespace,
     print(f"$ {command}")
     print(f"machine   : {os.cpu_count()} cores (load {load[0]:.1f} {load[1]:.1f} {load[2]:.1f}),"
           f" Python {platform.python_version()}, {pg_version}")
-    print(f"ping path : bench.context's world ({args.stores:,} stores, {args.devices:,} devices),"
-          f" {args.rounds} measured round(s) after {args.warmup} warm-up; {args.runs} runs, "
-          "interleaved")
-    print(f"            {med(written):,.0f} moment events written per run on the subscribed side")
-    print("-" * 98)
-    print(f"{'ms of CPU per batch':<34}{'subscribed':>14}{'none':>10}{'added':>10}{'share':>10}")
-    rows: list[tuple[str, Callable[[Cost], float]]] = [
-        ("batches that make a moment", Cost.per_moment_ms),
-        ("batches that make none", Cost.per_plain_ms),
-        ("the mix (all batches)", Cost.per_batch_ms)]
-    for name, ms in rows:
-        w, wo = med(ms(c) for c in on), med(ms(c) for c in off)
-        share = med(_share(ms(a), ms(b)) for a, b in runs)
-        print(f"{name:<34}{w:>14.2f}{wo:>10.2f}{w - wo:>10.2f}{share:>+10.1%}")
+    if runs:
+        print(f"ping path : bench.context's world ({args.stores:,} stores, "
+              f"{args.devices:,} devices), {args.rounds} measured round(s) after "
+              f"{args.warmup} warm-up; {args.runs} runs, interleaved")
+        print(f"            {med(written):,.0f} moment events written per run on the "
+              "subscribed side")
+        print("-" * 98)
+        print(f"{'ms of CPU per batch':<34}{'subscribed':>14}{'none':>10}{'added':>10}"
+              f"{'share':>10}")
+        rows: list[tuple[str, Callable[[Cost], float]]] = [
+            ("batches that make a moment", Cost.per_moment_ms),
+            ("batches that make none", Cost.per_plain_ms),
+            ("the mix (all batches)", Cost.per_batch_ms)]
+        for name, ms in rows:
+            w, wo = med(ms(c) for c in on), med(ms(c) for c in off)
+            share = med(_share(ms(a), ms(b)) for a, b in runs)
+            print(f"{name:<34}{w:>14.2f}{wo:>10.2f}{w - wo:>10.2f}{share:>+10.1%}")
     print("-" * 98)
     print(f"relay     : {args.events:,} events, one receiver on loopback, 4 POSTs in flight per "
           "receiver, a new HTTP request per event")
     print(f"alone                             {args.events / alone[0]:>10,.0f} events/s "
-          f"({alone[0]:.1f} s)")
+          f"({alone[0]:.1f} s; {alone[2] / args.events * 1000:.2f} ms of CPU per event, relay "
+          "and receiver)")
     print(f"beside a receiver that hangs      {args.events / beside[0]:>10,.0f} events/s "
           f"({beside[0]:.1f} s; the hanging one had {beside[1]} attempts, each cut at 2 s)")
     print(f"total run {total_s:.0f} s")
@@ -264,6 +270,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--warmup", type=int, default=1, help="rounds before measuring")
     parser.add_argument("--runs", type=int, default=3, help="runs per side")
     parser.add_argument("--events", type=int, default=3000, help="events for the relay")
+    parser.add_argument("--skip-ping-path", action="store_true",
+                        help="measure the relay only")
     parser.add_argument("--seed", type=int, default=7)
     parser.add_argument("--database-url", default=os.environ.get("DATABASE_URL") or None)
     args = parser.parse_args(argv)

@@ -96,7 +96,7 @@ class WebhookController(Controller):
             description="only the attempts of this event")] = None,
     ) -> Page[Attempt]:
         """Every attempt to POST an event to this subscription, oldest first: the event, the
-        attempt's number for its delivery, when, the outcome (`delivered`, `retry`, `dead`),
+        attempt's number for its delivery, when, its `status` (`delivered`, `retry`, `dead`),
         the latency, the receiver's status code (none when it never answered), the error, and
         where the delivery stands now."""
         async with pool.acquire() as conn:

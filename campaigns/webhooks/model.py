@@ -55,7 +55,7 @@ class Attempt(msgspec.Struct, kw_only=True, frozen=True):
     event_type: str
     attempt: int  # 1 for the first POST of this delivery
     at: datetime
-    outcome: Literal["delivered", "retry", "dead"]
+    status: Literal["delivered", "retry", "dead"]  # this attempt's outcome
     latency_ms: float
     response_code: int | None
     error: str | None

@@ -26,7 +26,8 @@ ORDER BY created_at, id LIMIT $3
 DELETE_WEBHOOK = "DELETE FROM webhooks WHERE id = $1 RETURNING id, url, events, created_at"
 EXISTS = "SELECT true FROM webhooks WHERE id = $1"
 LIST_ATTEMPTS = """
-SELECT t.id, t.delivery_id, t.event_id, t.event_type, t.attempt, t.at, t.outcome, t.latency_ms,
+SELECT t.id, t.delivery_id, t.event_id, t.event_type, t.attempt, t.at, t.outcome AS status,
+       t.latency_ms,
        t.response_code, t.error, d.status AS delivery_status
 FROM webhook_attempts t JOIN webhook_deliveries d ON d.id = t.delivery_id
 WHERE t.webhook_id = $1

@@ -116,7 +116,7 @@ async def test_every_event_of_a_pipeline_run_arrives_once_signed_and_a_replay_re
         assert (conversion["data"]["delivery_id"], conversion["data"]["amount"],
                 conversion["data"]["customer_id"]) == (sent["id"], "12.50", "cust-42")
         log = await attempts(world, hook["id"])
-        assert Counter(a["outcome"] for a in log) == Counter({"delivered": len(written)})
+        assert Counter(a["status"] for a in log) == Counter({"delivered": len(written)})
         assert all(a["response_code"] == 200 and a["latency_ms"] >= 0 for a in log)
 
         replayed = await world.api.ok(
@@ -157,7 +157,7 @@ async def test_a_failing_receiver_gets_each_event_later_once_by_id_when_it_asked
         by_event: dict[str, list[tuple[int, str, int]]] = {}
         for a in log:
             by_event.setdefault(a["event_id"], []).append(
-                (a["attempt"], a["outcome"], a["response_code"]))
+                (a["attempt"], a["status"], a["response_code"]))
         assert by_event == {e: [(1, "retry", 503), (2, "retry", 503), (3, "delivered", 200)]
                             for e in written}
         # The receiver asked for a second's pause (Retry-After: 1), ten times the backoff.
@@ -180,14 +180,14 @@ async def test_a_receiver_down_longer_than_the_retry_window_ends_with_dead_lette
 
     async def retried() -> bool:
         log = await attempts(world, hook["id"])
-        return {a["event_id"] for a in log if a["outcome"] == "retry"} == set(written)
+        return {a["event_id"] for a in log if a["status"] == "retry"} == set(written)
 
     await until(retried, 15, "a first failed attempt of every event")
     CLOCK.advance(timedelta(hours=24, minutes=1))
 
     async def dead() -> bool:
         log = await attempts(world, hook["id"])
-        return {a["event_id"] for a in log if a["outcome"] == "dead"} == set(written)
+        return {a["event_id"] for a in log if a["status"] == "dead"} == set(written)
 
     await until(dead, 15, "every event to be dead-lettered")
     log = await attempts(world, hook["id"])
