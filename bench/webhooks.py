@@ -188,15 +188,22 @@ async def bench(args: argparse.Namespace, command: str) -> None:
             return with_database(server, name)
 
         try:
-            print(f"preparing {args.stores:,} stores and {args.devices:,} devices", flush=True)
-            ids, _ = await prepare(with_database(server, template), args.stores, args.devices,
-                                   args.seed)
+            ids: list[uuid.UUID] = []
+            if args.skip_ping_path:  # the relay needs only the schema
+                await (await open_pool(with_database(server, template), min_size=1,
+                                       max_size=1)).close()
+            else:
+                print(f"preparing {args.stores:,} stores and {args.devices:,} devices",
+                      flush=True)
+                ids, _ = await prepare(with_database(server, template), args.stores,
+                                       args.devices, args.seed)
             conn = await asyncpg.connect(with_database(server, template))
             try:
                 pg_version = "PostgreSQL " + str(await conn.fetchval("SHOW server_version"))
             finally:
                 await conn.close()
-            work = batches(ids, args.stores, args.warmup + args.rounds, args.seed)
+            work = [] if args.skip_ping_path else batches(ids, args.stores,
+                                                          args.warmup + args.rounds, args.seed)
             runs: list[tuple[Cost, Cost]] = []
             written: list[int] = []
             for k in range(0 if args.skip_ping_path else args.runs):

@@ -15,10 +15,13 @@ Each event's `data`:
 - `delivery.sent` / `delivery.failed`: `delivery_id`, `campaign_id`, `device_id`, `store_id`,
   `trigger_kind`, `moment_at`, `status`, `sent_at`, `fcm_message_name`, `error_code`;
 - `delivery.opened` / `delivery.redeemed`: `delivery_id`, `campaign_id`, `device_id`, `at`;
-- `conversion`: a `purchase` signal credited, when it is received, to the delivery last touch
-  gives it (campaigns/attribution.py): `delivery_id`, `campaign_id`, `device_id`,
-  `customer_id`, `store_id`, `amount`, `purchased_at`, `sent_at`. Copies of one purchase (same
-  device, instant and attributes) are one event.
+- `conversion`: `kind` purchase — a `purchase` signal credited, when it is received, to the
+  delivery last touch gives it (campaigns/attribution.py): `delivery_id`, `campaign_id`,
+  `device_id`, `customer_id`, `store_id`, `amount`, `purchased_at`, `sent_at`; copies of one
+  purchase (same device, instant and attributes) are one event. `kind` visit — an enter at a
+  store, credited the same way (the last push sent before it that covers the store, within the
+  window): `delivery_id`, `campaign_id`, `device_id`, `customer_id`, `store_id`, `fence_id`,
+  `visited_at`, `sent_at`; a push converts by visit once, on the first such enter.
 
 Every event row also keeps the `device_id` it is about, so erasing a device erases its events
 (campaigns/devices.py) before or after they were sent.
@@ -40,8 +43,27 @@ def wanted(event_type_sql: str) -> str:
     return f"EXISTS (SELECT 1 FROM webhooks w WHERE {event_type_sql} = any(w.events))"
 
 
+# The stores a delivery covered (as campaigns/attribution.py reads them).
+_STORES = "CASE WHEN a.campaign_id IS NULL THEN ARRAY[d.store_id] ELSE a.store_ids END"
+# The last push sent to the customer (whose devices are {devices}) before {at}, covering the
+# store {store} (a text uuid; NULL: any): last touch, as campaigns/attribution.py credits.
+_LAST_TOUCH = f"""
+    SELECT d.id, d.campaign_id, d.sent_at
+    FROM deliveries d
+    LEFT JOIN assignments a ON a.campaign_id = d.campaign_id AND a.device_id = d.device_id
+                           AND a.moment_key = d.moment_key
+    WHERE d.device_id = any({{devices}}) AND d.status = 'sent' AND d.sent_at < {{at}}
+      AND (({_STORES}) IS NULL OR {{store}} IS NULL OR {{store}} = any(({_STORES})::text[]))
+    ORDER BY d.sent_at DESC, d.id DESC LIMIT 1
+"""
+_CUSTOMER_DEVICES = """CASE WHEN $2::text IS NULL THEN ARRAY[$1::uuid]
+         ELSE ARRAY(SELECT c.id FROM devices c WHERE c.customer_id = $2) END"""
+
 # The presence moments of a batch and their events, in one statement (ingest's one round trip
-# for its geo events): $1 device, $2 customer, $3..$7 the events' columns, $8 now.
+# for its geo events): $1 device, $2 customer, $3..$7 the events' columns, $8 now, $9 the
+# attribution window. An enter at a store is also a visit `conversion` of the last push sent to
+# the customer before it that covers the store, within the window; each push converts by visit
+# once (its first such enter).
 INSERT_MOMENTS = f"""
 WITH g AS (
     INSERT INTO geo_events (device_id, customer_id, fence_id, store_id, kind, at, entered_at,
@@ -50,6 +72,20 @@ WITH g AS (
     FROM unnest($3::uuid[], $4::uuid[], $5::text[], $6::timestamptz[], $7::timestamptz[])
          AS t(f, s, k, a, e)
     RETURNING id, device_id, customer_id, fence_id, store_id, kind, at, entered_at
+), visits AS (
+    INSERT INTO webhook_events (id, device_id, type, created_at, data, dedupe_key)
+    SELECT gen_random_uuid(), g.device_id, 'conversion', $8,
+           jsonb_build_object('kind', 'visit', 'delivery_id', last.id,
+                              'campaign_id', last.campaign_id, 'device_id', g.device_id,
+                              'customer_id', g.customer_id, 'store_id', g.store_id,
+                              'fence_id', g.fence_id, 'visited_at', g.at,
+                              'sent_at', last.sent_at),
+           'conversion:visit:' || last.id
+    FROM g CROSS JOIN LATERAL ({_LAST_TOUCH.format(devices=_CUSTOMER_DEVICES, at="g.at",
+                                                   store="g.store_id::text")}) AS last
+    WHERE g.kind = 'entered' AND g.at <= last.sent_at + $9::interval
+      AND {wanted("'conversion'")}
+    ON CONFLICT (dedupe_key) DO NOTHING
 )
 INSERT INTO webhook_events (id, device_id, type, created_at, data)
 SELECT gen_random_uuid(), g.device_id, 'moment', $8,
@@ -104,8 +140,6 @@ WHERE d.id = $1 AND {wanted("'delivery.' || $2")}
 ON CONFLICT (dedupe_key) DO NOTHING
 """
 
-# The stores a delivery covered (as campaigns/attribution.py reads them).
-_STORES = "CASE WHEN a.campaign_id IS NULL THEN ARRAY[d.store_id] ELSE a.store_ids END"
 # $1 the device, $2 its purchases [{"ts", "attributes"}], $3 the window, $4 now. Each purchase
 # goes to the last delivery sent to the customer (any of their devices) before it, covering its
 # store; within the window, that one is credited.
@@ -123,23 +157,16 @@ p AS (
 )
 INSERT INTO webhook_events (id, device_id, type, created_at, data, dedupe_key)
 SELECT gen_random_uuid(), $1::uuid, 'conversion', $4,
-       jsonb_build_object('delivery_id', last.id, 'campaign_id', last.campaign_id,
+       jsonb_build_object('kind', 'purchase', 'delivery_id', last.id,
+                          'campaign_id', last.campaign_id,
                           'device_id', $1::uuid, 'customer_id', mine.customer_id,
                           'store_id', p.attributes ->> 'store_id',
                           'amount', p.attributes ->> 'amount', 'purchased_at', p.ts,
                           'sent_at', last.sent_at),
        'conversion:' || $1::uuid || ':' || p.ts || ':' || md5(p.attributes::text)
 FROM p CROSS JOIN mine
-CROSS JOIN LATERAL (
-    SELECT d.id, d.campaign_id, d.sent_at
-    FROM deliveries d
-    LEFT JOIN assignments a ON a.campaign_id = d.campaign_id AND a.device_id = d.device_id
-                           AND a.moment_key = d.moment_key
-    WHERE d.device_id = any(mine.devices) AND d.status = 'sent' AND d.sent_at < p.ts
-      AND (({_STORES}) IS NULL OR p.attributes ->> 'store_id' IS NULL
-           OR p.attributes ->> 'store_id' = any(({_STORES})::text[]))
-    ORDER BY d.sent_at DESC, d.id DESC LIMIT 1
-) AS last
+CROSS JOIN LATERAL ({_LAST_TOUCH.format(devices="mine.devices", at="p.ts",
+                                        store="(p.attributes ->> 'store_id')")}) AS last
 WHERE p.ts <= last.sent_at + $3::interval AND {wanted("'conversion'")}
 ON CONFLICT (dedupe_key) DO NOTHING
 """
@@ -149,9 +176,10 @@ async def record_moments(conn: Connection, device_id: UUID, customer_id: str | N
                          fence_ids: Sequence[UUID], store_ids: Sequence[UUID],
                          kinds: Sequence[str], at: Sequence[datetime],
                          entered_at: Sequence[datetime | None], now: datetime) -> None:
-    """Insert a batch's geo events and, when subscribed, their `moment` events."""
+    """Insert a batch's geo events and, when subscribed, their `moment` events and the visit
+    `conversion`s their enters make."""
     await conn.execute(INSERT_MOMENTS, device_id, customer_id, list(fence_ids), list(store_ids),
-                       list(kinds), list(at), list(entered_at), now)
+                       list(kinds), list(at), list(entered_at), now, WINDOW)
 
 
 async def record_prediction(conn: Connection, device_id: UUID, store_id: UUID,

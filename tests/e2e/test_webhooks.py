@@ -92,6 +92,7 @@ async def test_every_event_of_a_pipeline_run_arrives_once_signed_and_a_replay_re
             await world.api.ok("POST", "/v1/signals", token, expect=202,
                                json={"signals": [purchase]})
         await world.walk_out(token)
+        await world.walk_in(token, start=CLOCK() + timedelta(seconds=1))  # back: a visit
 
         written = await stream(world)
 
@@ -108,13 +109,16 @@ async def test_every_event_of_a_pipeline_run_arrives_once_signed_and_a_replay_re
         assert all(set(e) == {"id", "type", "created_at", "data"} for e in arrived)
         kinds = Counter(e["type"] if e["type"] != "moment" else f"moment.{e['data']['kind']}"
                         for e in arrived)
-        assert kinds == Counter({"moment.enter": 2, "moment.dwell": 2, "moment.exit": 1,
+        assert kinds == Counter({"moment.enter": 3, "moment.dwell": 3, "moment.exit": 1,
                                  "delivery.sent": 1, "delivery.failed": 1,
                                  "delivery.opened": 1, "delivery.redeemed": 1,
-                                 "conversion": 1})
-        conversion = next(e for e in arrived if e["type"] == "conversion")
-        assert (conversion["data"]["delivery_id"], conversion["data"]["amount"],
-                conversion["data"]["customer_id"]) == (sent["id"], "12.50", "cust-42")
+                                 "conversion": 2})
+        conversions = {e["data"]["kind"]: e["data"] for e in arrived
+                       if e["type"] == "conversion"}
+        assert {k: (c["delivery_id"], c["customer_id"]) for k, c in conversions.items()} == {
+            "purchase": (sent["id"], "cust-42"), "visit": (sent["id"], "cust-42")}
+        assert conversions["purchase"]["amount"] == "12.50"
+        assert conversions["visit"]["store_id"] == world.store_id
         log = await attempts(world, hook["id"])
         assert Counter(a["status"] for a in log) == Counter({"delivered": len(written)})
         assert all(a["response_code"] == 200 and a["latency_ms"] >= 0 for a in log)
