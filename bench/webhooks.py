@@ -6,8 +6,8 @@ One rule: each figure compares like with like. The ping path is `bench.context`'
 same world, the same batches, replayed batch by batch on two clones of one database, CPU of this
 process and its PostgreSQL backend per batch, medians of the runs); the two clones differ only in
 one subscription to every event type, so one side writes events and the other does not. The
-relay's throughput is measured in this process against a real HTTP receiver on its own thread
-(uvicorn, on loopback), from the moment the relay starts until every delivery is recorded
+relay's throughput is measured in this process against a real HTTP receiver in a process of its
+own (uvicorn, on loopback), from the moment the relay starts until every delivery is recorded
 `delivered`, on events already in the stream.
 
 Run: `python -m bench.webhooks [--devices N] [--stores N] [--rounds N] [--runs N]
@@ -21,14 +21,13 @@ import argparse
 import asyncio
 import contextlib
 import logging
+import multiprocessing
 import os
 import platform
-import queue
 import shlex
 import socket
 import statistics
 import sys
-import threading
 import time
 import uuid
 from collections.abc import Callable, Generator, Iterator
@@ -79,41 +78,33 @@ class _Server(uvicorn.Server):
         yield
 
 
+def _serve(delay: float, ready: Any) -> None:
+    """The receiver process: uvicorn on a free loopback port, which it reports on `ready`."""
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_TCP)
+    sock.bind(("127.0.0.1", 0))
+    ready.put(f"http://127.0.0.1:{sock.getsockname()[1]}/hook")
+    # Critical only: the hanging receiver's requests are cut short when it stops.
+    server = _Server(uvicorn.Config(_Receiver(delay), log_level="critical", access_log=False,
+                                    lifespan="off"))
+    asyncio.run(server.serve(sockets=[sock]))
+
+
 @contextlib.contextmanager
 def receiving(delay: float = 0.0) -> Iterator[str]:
-    """A receiver on 127.0.0.1 on its own thread and loop; yields its URL."""
-    ready: queue.Queue[str] = queue.Queue()
-    loop = asyncio.new_event_loop()
-    stop: asyncio.Event | None = None
-
-    async def serve() -> None:
-        nonlocal stop
-        stop = asyncio.Event()
-        sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_TCP)
-        sock.bind(("127.0.0.1", 0))
-        # Critical only: the hanging receiver's requests are cut short when it stops.
-        server = _Server(uvicorn.Config(_Receiver(delay), log_level="critical",
-                                        access_log=False, lifespan="off"))
-        task = asyncio.create_task(server.serve(sockets=[sock]))
-        while not server.started:
-            if task.done():
-                task.result()  # re-raises why it could not start
-            await asyncio.sleep(0.005)
-        ready.put(f"http://127.0.0.1:{sock.getsockname()[1]}/hook")
-        await stop.wait()
-        server.should_exit = server.force_exit = True
-        await task
-        sock.close()
-
-    thread = threading.Thread(target=loop.run_until_complete, args=(serve(),), daemon=True)
-    thread.start()
+    """A receiver on 127.0.0.1 in a process of its own (in a thread of this one, it would
+    compete with the relay for the interpreter lock, and the figure would measure that);
+    yields its URL."""
+    context = multiprocessing.get_context("spawn")
+    ready = context.Queue()
+    process = context.Process(target=_serve, args=(delay, ready), daemon=True)
+    process.start()
     try:
-        yield ready.get(timeout=30)
+        url: str = ready.get(timeout=60)
+        time.sleep(0.5)  # uvicorn is listening once it has started; give it that moment
+        yield url
     finally:
-        assert stop is not None
-        loop.call_soon_threadsafe(stop.set)
-        thread.join(timeout=30)
-        loop.close()
+        process.terminate()
+        process.join(timeout=30)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -134,8 +125,8 @@ async def throughput(url: str, events: int, *,
                      beside_slow: bool) -> tuple[float, int, float]:
     """Seconds to deliver `events` events to one receiver (with a second subscription to a
     receiver that holds every request past the timeout, if `beside_slow`); how many attempts
-    the slow one had meanwhile; and the CPU seconds this process spent (the relay and the
-    receivers, whose threads share it)."""
+    the slow one had meanwhile; and the CPU seconds this process spent relaying (the receivers
+    run in processes of their own)."""
     with contextlib.ExitStack() as stack:
         fast_url = stack.enter_context(receiving())
         fast = await subscribe(url, fast_url)
@@ -260,8 +251,8 @@ def report(command: str, pg_version: str, args: argparse.Namespace,
     print(f"relay     : {args.events:,} events, one receiver on loopback, 4 POSTs in flight per "
           "receiver, a new HTTP request per event")
     print(f"alone                             {args.events / alone[0]:>10,.0f} events/s "
-          f"({alone[0]:.1f} s; {alone[2] / args.events * 1000:.2f} ms of CPU per event, relay "
-          "and receiver)")
+          f"({alone[0]:.1f} s; {alone[2] / args.events * 1000:.2f} ms of CPU per event in the "
+          "relay's process)")
     print(f"beside a receiver that hangs      {args.events / beside[0]:>10,.0f} events/s "
           f"({beside[0]:.1f} s; the hanging one had {beside[1]} attempts, each cut at 2 s)")
     print(f"total run {total_s:.0f} s")
