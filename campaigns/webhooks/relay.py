@@ -153,6 +153,7 @@ class Relay:
         self.on_attempt = on_attempt
         self._busy: dict[UUID, asyncio.Task[None]] = {}
         self._idle = asyncio.Event()
+        self._unreadable: set[UUID] = set()  # secrets this key does not open: said once
 
     def _client_for_one_receiver(self) -> httpx.AsyncClient:
         """A client (and so a connection pool) per drain: connections go to checked addresses,
@@ -193,7 +194,8 @@ class Relay:
         started = 0
         for r in await self.pool.fetch(DUE_RECEIVERS, now, self.lease):
             webhook_id: UUID = r["id"]
-            if webhook_id in self._busy or len(self._busy) >= MAX_RECEIVERS:
+            if webhook_id in self._busy or webhook_id in self._unreadable \
+                    or len(self._busy) >= MAX_RECEIVERS:
                 continue
             task = asyncio.create_task(self.drain(webhook_id), name=f"webhook-{webhook_id}")
             self._busy[webhook_id] = task
@@ -218,8 +220,10 @@ class Relay:
         try:
             secret = self.sealer.open(webhook_id, sub["secret_sealed"])
         except SecretUnreadable:
-            log.error("webhook %s: its secret does not open with this WEBHOOK_SECRET_KEY; "
-                      "its deliveries wait", webhook_id)
+            if webhook_id not in self._unreadable:
+                self._unreadable.add(webhook_id)
+                log.error("webhook %s: its secret does not open with this WEBHOOK_SECRET_KEY; "
+                          "its deliveries wait (re-create the subscription)", webhook_id)
             return
         async with self._client_for_one_receiver() as client:
             while True:

@@ -103,3 +103,21 @@ async def test_a_host_that_now_resolves_to_a_private_address_is_refused_at_send_
     assert asked == ["hooks.example.com"]
     assert (row["outcome"], row["response_code"], row["status"]) == ("dead", None, "dead")
     assert "10.0.0.5, a private address" in row["error"]
+
+
+async def test_a_secret_sealed_under_another_key_leaves_its_deliveries_queued(
+        database_url: str) -> None:
+    conn = await asyncpg.connect(database_url)
+    try:
+        webhook_id = uuid4()
+        await store.insert(conn, webhook_id, "http://127.0.0.1:9/h", ["moment"],
+                           Sealer("another-key-" + "x" * 32).seal(webhook_id, "s" * 20), CLOCK())
+        await conn.execute("INSERT INTO webhook_events (id, type, created_at, data) "
+                           "VALUES (gen_random_uuid(), 'moment', $1, '{}')", CLOCK())
+        async with relaying(database_url):
+            await asyncio.sleep(1.5)
+        rows = await conn.fetch("SELECT status, attempts FROM webhook_deliveries")
+        logged = await conn.fetchval("SELECT count(*) FROM webhook_attempts")
+    finally:
+        await conn.close()
+    assert ([(r["status"], r["attempts"]) for r in rows], logged) == ([("queued", 0)], 0)
