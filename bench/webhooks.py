@@ -234,7 +234,7 @@ def report(command: str, pg_version: str, args: argparse.Namespace,
         print(f"ping path : bench.context's world ({args.stores:,} stores, "
               f"{args.devices:,} devices), {args.rounds} measured round(s) after "
               f"{args.warmup} warm-up; {args.runs} runs, interleaved")
-        print(f"            {med(written):,.0f} moment events written per run on the "
+        print(f"            {med(written):,.0f} events written per run on the "
               "subscribed side")
         print("-" * 98)
         print(f"{'ms of CPU per batch':<34}{'subscribed':>14}{'none':>10}{'added':>10}"
