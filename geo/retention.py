@@ -31,9 +31,10 @@ _PURGES: dict[Table, str] = {"pings": PURGE_PINGS, "signals": PURGE_SIGNALS}
 
 
 class Purged(msgspec.Struct, frozen=True):
-    """What one pass deleted from one table, and in how many statements."""
+    """What one pass deleted from one table, and in how many statements (the table is named as
+    the metric labels it; other packages purge their own tables too, e.g. webhook events)."""
 
-    table: Table
+    table: str
     rows: int
     statements: int
 

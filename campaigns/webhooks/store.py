@@ -1,4 +1,4 @@
-"""Subscriptions, their delivery log and replays, in SQL.
+"""Subscriptions, their delivery log, replays and the stream's retention, in SQL.
 
 One rule: each function takes the connection, so the caller owns the transaction (a
 subscription's row and its audit entry commit together).
@@ -6,12 +6,14 @@ subscription's row and its audit entry commit together).
 
 from __future__ import annotations
 
+import asyncio
 from datetime import datetime
 from uuid import UUID
 
 import msgspec
 
 from campaigns.webhooks.model import Attempt, Webhook
+from geo.retention import Purged
 from geo.store import After, Connection
 
 INSERT_WEBHOOK = """
@@ -44,6 +46,19 @@ INSERT INTO webhook_deliveries (id, webhook_id, event_id, created_at, next_attem
 SELECT gen_random_uuid(), w.id, e.id, $4, $4
 FROM w JOIN webhook_events e ON e.type = any(w.events)
 WHERE e.created_at >= $2 AND e.created_at < $3 AND e.fanned_out_at IS NOT NULL
+"""
+
+
+# Events written before the cut-off, with their deliveries and attempts (by cascade), once none
+# of their deliveries is still queued or in flight; chosen and locked in bounded batches, rows
+# another transaction holds skipped (as geo.retention does for pings).
+PURGE_EVENTS = """
+DELETE FROM webhook_events WHERE id = any(array(
+    SELECT e.id FROM webhook_events e
+    WHERE e.created_at < $1 AND e.fanned_out_at IS NOT NULL
+      AND NOT EXISTS (SELECT 1 FROM webhook_deliveries d
+                      WHERE d.event_id = e.id AND d.status IN ('queued', 'sending'))
+    LIMIT $2 FOR UPDATE SKIP LOCKED))
 """
 
 
@@ -80,3 +95,16 @@ async def replay(conn: Connection, webhook_id: UUID, since: datetime, until: dat
                  now: datetime) -> int:
     status: str = await conn.execute(REPLAY, webhook_id, since, until, now)
     return int(status.rsplit(" ", 1)[-1])
+
+
+async def purge_events(conn: Connection, before: datetime, *, batch: int) -> Purged:
+    """Delete settled events written before `before` (and their deliveries and attempts),
+    `batch` per statement, each committing alone (call outside a transaction)."""
+    rows = statements = 0
+    while True:
+        status: str = await conn.execute(PURGE_EVENTS, before, batch)
+        deleted = int(status.rsplit(" ", 1)[-1])
+        rows, statements = rows + deleted, statements + 1
+        if deleted < batch:
+            return Purged("webhook_events", rows, statements)
+        await asyncio.sleep(0)
