@@ -121,3 +121,21 @@ async def test_a_secret_sealed_under_another_key_leaves_its_deliveries_queued(
     finally:
         await conn.close()
     assert ([(r["status"], r["attempts"]) for r in rows], logged) == ([("queued", 0)], 0)
+
+
+async def test_a_receiver_that_hangs_does_not_hold_up_another(database_url: str) -> None:
+    with receiver_thread(Script(delay=30.0)) as hanging, receiver_thread() as healthy:
+        await seeded(database_url, hanging.url, 0)
+        await seeded(database_url, healthy.url, 20)  # both subscriptions get all 20 events
+        started = time.monotonic()
+        async with relaying(database_url):
+            deadline = started + 10
+            while len(healthy.arrivals) < 20:
+                assert time.monotonic() < deadline, len(healthy.arrivals)
+                await asyncio.sleep(0.02)
+            took = time.monotonic() - started
+            held = len(hanging.arrivals)
+    # The healthy receiver had everything before the first hanging POST even timed out (2 s),
+    # while the hanging one was holding POSTs of its own.
+    assert took < 2.0, took
+    assert held > 0
