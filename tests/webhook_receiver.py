@@ -114,7 +114,8 @@ def receiver_thread(script: Script | None = None, path: str = "/hooks") -> Itera
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         sock.bind(("127.0.0.1", 0))
         port = sock.getsockname()[1]
-        server = _Server(uvicorn.Config(receiver, log_level="warning", access_log=False,
+        # Critical only: requests still held when it stops are cut short, which uvicorn logs.
+        server = _Server(uvicorn.Config(receiver, log_level="critical", access_log=False,
                                         lifespan="off"))
         task = asyncio.create_task(server.serve(sockets=[sock]))
         while not server.started:
