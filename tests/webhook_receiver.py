@@ -127,6 +127,11 @@ def receiver_thread(script: Script | None = None, path: str = "/hooks") -> Itera
         server.should_exit = True
         server.force_exit = True
         await task
+        # Requests still held (a hanging script) end with the server, not with the loop.
+        held = [t for t in asyncio.all_tasks() if t is not asyncio.current_task()]
+        for t in held:
+            t.cancel()
+        await asyncio.gather(*held, return_exceptions=True)
         sock.close()
 
     thread = threading.Thread(target=loop.run_until_complete, args=(serve(),), daemon=True)
