@@ -54,6 +54,7 @@ bench: $(STAMP)
 	$(PY) -m bench.e2e --concurrency 8
 	$(PY) -m bench.backtest
 	$(PY) -m bench.growth
+	$(PY) -m bench.webhooks
 
 eval: $(STAMP)
 	$(PY) -m fixtures.visits --seed 7 --train .contexto/eval/train.csv --test .contexto/eval/test.csv

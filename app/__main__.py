@@ -2,7 +2,8 @@
 
 Without `DATABASE_URL` it starts a PostgreSQL from the `pgserver` package with its data under
 `.contexto/pgdata` (kept across restarts); without `CONTEXTO_ADMIN_TOKEN` it generates an admin
-token once and keeps it in `.contexto/admin_token`.
+token once and keeps it in `.contexto/admin_token`; without `WEBHOOK_SECRET_KEY` it generates the
+key that seals webhook secrets into `.contexto/webhook_secret_key`.
 """
 
 from __future__ import annotations
@@ -42,6 +43,22 @@ def _admin_token(env: dict[str, str], state_dir: Path) -> str:
     return token
 
 
+def _webhook_secret_key(env: dict[str, str], state_dir: Path) -> str:
+    """The key sealing webhook secrets: WEBHOOK_SECRET_KEY, else one generated once into
+    `.contexto/webhook_secret_key` (lose it, and the stored secrets cannot be opened)."""
+    key = env.get("WEBHOOK_SECRET_KEY")
+    if key:
+        return key
+    path = state_dir / "webhook_secret_key"
+    if path.exists():
+        return path.read_text().strip()
+    state_dir.mkdir(parents=True, exist_ok=True)
+    key = secrets.token_urlsafe(48)
+    path.write_text(key + "\n")
+    path.chmod(0o600)
+    return key
+
+
 def _embedded_database(state_dir: Path) -> tuple[str, Any]:
     import pgserver
 
@@ -62,6 +79,7 @@ def main() -> None:
         keep_alive.append(server)
         print(f"embedded PostgreSQL: {database_url}", flush=True)
     admin_token = _admin_token(env, state_dir)
+    env["WEBHOOK_SECRET_KEY"] = _webhook_secret_key(env, state_dir)
     settings = from_environment(env, database_url=database_url, admin_token=admin_token)
     url = f"http://{settings.host}:{settings.port}"
     workers = int(env.get("CONTEXTO_WORKERS", "1"))
@@ -77,7 +95,8 @@ def main() -> None:
     # Several processes share the port; each holds its own replica of the catalog and its own
     # dispatcher (they share the outbox through SKIP LOCKED). The FCM emulator, if any, is one
     # process of its own, and the workers are told where everything is through the environment.
-    child_env = {**env, "DATABASE_URL": database_url, "CONTEXTO_ADMIN_TOKEN": admin_token}
+    child_env = {**env, "DATABASE_URL": database_url, "CONTEXTO_ADMIN_TOKEN": admin_token,
+                 "WEBHOOK_SECRET_KEY": env["WEBHOOK_SECRET_KEY"]}
     emulator = None
     if settings.embedded_emulator_port is not None:
         emulator = subprocess.Popen([sys.executable, "-m", "campaigns.fcm_emulator",

@@ -7,7 +7,9 @@ transaction, so a refused or rolled-back write leaves none and a committed one a
 What a row holds: `before` is the resource as the API showed it before the write (null on
 create), `after` as it shows it afterwards (null on delete). An API key's body is its listing
 (id, name, role, store_ids, created_at, revoked_at): never its token nor the token's hash.
-A geofence import records one row per fence it created (action `import`), so a fence's history
+A webhook's body is its listing (id, url, events, created_at), never its secret; a replay records
+the period it queued again (`after`: from, to, queued). A geofence import records one row per
+fence it created (action `import`), so a fence's history
 is found under its own id whichever way it was made; deleting a store records the store and
 each geofence it took with it.
 """
@@ -24,8 +26,9 @@ import msgspec
 from app.auth import Principal
 from geo.store import After, Connection
 
-Resource = Literal["api_key", "store", "geofence", "campaign", "policy"]
-Action = Literal["create", "update", "delete", "activate", "pause", "revoke", "import"]
+Resource = Literal["api_key", "store", "geofence", "campaign", "policy", "webhook"]
+Action = Literal["create", "update", "delete", "activate", "pause", "revoke", "import",
+                 "replay"]
 RESOURCES: tuple[str, ...] = get_args(Resource)
 
 

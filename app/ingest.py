@@ -1,5 +1,5 @@
 """One ping batch, end to end, in one transaction: lock the device, store the pings with COPY,
-move presence, record geo events, decide, queue deliveries.
+move presence, record geo events (and their webhook events), decide, queue deliveries.
 
 One rule: the only database round trips are per batch, never per ping; geometry and decisions
 run on the in-memory catalog, refreshed inside the same transaction.
@@ -31,6 +31,7 @@ from campaigns import outbox
 from campaigns.arbitrate import Evidence
 from campaigns.decide import Decision, DeviceContext, Moment, PastPush, decide
 from campaigns.devices import Device
+from campaigns.webhooks import events as webhook_events
 from customers.context import MomentEvidence
 from customers.store import customer_key
 from geo import presence
@@ -78,13 +79,6 @@ WHERE d.device_id = $1 AND d.predicted_store_id = t.store AND d.arrived_at IS NU
 # Moving without a fresh exit: predict from the last place if it was left this recently.
 MOVING_AFTER_VISIT = timedelta(minutes=30)
 MOVING_MIN_DISPLACEMENT_M = 100.0
-INSERT_EVENTS = """
-INSERT INTO geo_events (device_id, customer_id, fence_id, store_id, kind, at, entered_at,
-                        created_at)
-SELECT $1, $2, f, s, k, a, e, $8
-FROM unnest($3::uuid[], $4::uuid[], $5::text[], $6::timestamptz[], $7::timestamptz[])
-     AS t(f, s, k, a, e)
-"""
 
 
 class BatchOutcome(msgspec.Struct, frozen=True):
@@ -261,9 +255,10 @@ def _uuid_or_none(text: str) -> UUID | None:
 
 async def _record_events(conn: Connection, catalog: CatalogView, device: Device,
                          events: Sequence[GeoEvent], now: datetime) -> None:
+    """The geo events, and their webhook `moment` events when subscribed (one statement)."""
     fences = catalog.index.fences
-    await conn.execute(
-        INSERT_EVENTS, device.id, device.customer_id,
+    await webhook_events.record_moments(
+        conn, device.id, device.customer_id,
         [e.fence_id for e in events], [fences[e.fence_id].store_id for e in events],
         [_kind(e) for e in events], [e.at for e in events],
         [getattr(e, "entered_at", None) for e in events], now,

@@ -20,6 +20,7 @@ from campaigns import assignments, outbox
 from campaigns.arbitrate import Evidence
 from campaigns.decide import Decision, PastPush
 from campaigns.model import Campaign
+from campaigns.webhooks import events as webhook_events
 from customers import store as customer_store
 from customers.context import MomentEvidence
 from customers.model import Signal
@@ -79,6 +80,11 @@ class StoredLedger:
     async def record(self, decision: Decision, now: datetime,
                      evidence: MomentEvidence | None) -> PastPush | None:
         self.decided.append(decision)
+        m = decision.moment
+        if m.kind == "predicted_next":  # presence moments go on the stream with their events
+            await webhook_events.record_prediction(self.conn, m.device_id, m.store_id,
+                                                   m.occurred_at, m.probability,
+                                                   outbox.moment_key(decision), now)
         return await outbox.record(self.conn, decision, now, evidence)
 
     async def assign(self, decision: Decision, *, queued: bool, customer_key: str,

@@ -1,6 +1,6 @@
 """Resources that live as long as the app: the database pool (migrated on start), the in-memory
 catalog (fence index, campaigns, policy) kept fresh by NOTIFY, the FCM gateway, the
-dispatcher worker and the retention loop.
+dispatcher worker, the webhook relay and the retention loop.
 
 One rule: each resource is an async context manager that puts itself on `app.state`, and is
 closed in the reverse order.
@@ -24,6 +24,7 @@ from app.intent import IntentModel
 from app.intent import serving as intent_serving
 from app.partitions import keeping_ahead
 from app.prediction import Predictor, serving
+from app.relay import relay_of
 from app.retention import purging
 from app.settings import Settings
 from app.value import ValueModel
@@ -147,6 +148,30 @@ async def push_delivery(app: Litestar) -> AsyncIterator[None]:
                 # A send hanging on FCM: give up on it; the rows it claimed go back to the
                 # outbox when their lease ends, and the next worker sends them.
                 log.warning("the dispatcher did not stop within 10 s; it was cancelled")
+
+
+@asynccontextmanager
+async def webhook_delivery(app: Litestar) -> AsyncIterator[None]:
+    """The webhook relay, beside the dispatcher (and turned off with it); none without a
+    WEBHOOK_SECRET_KEY, since no subscription can exist then."""
+    settings = app.state.settings
+    if not settings.run_dispatcher or not settings.webhook_secret_key:
+        yield
+        return
+    relay = relay_of(settings, app.state.pool, clock=app.state.clock,
+                     on_attempt=lambda outcome: app.state.metrics.webhook_attempts.labels(
+                         outcome).inc())
+    stop = asyncio.Event()
+    task = asyncio.create_task(relay.run(settings.database_url, stop), name="webhooks")
+    try:
+        yield
+    finally:
+        stop.set()
+        try:
+            with suppress(asyncio.CancelledError):
+                await asyncio.wait_for(task, timeout=settings.webhook_timeout_seconds + 5)
+        except TimeoutError:
+            log.warning("the webhook relay did not stop in time; it was cancelled")
 
 
 def gateway_of(settings: Settings, endpoint: str | None) -> FcmGateway:

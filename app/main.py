@@ -28,6 +28,7 @@ from app.lifespan import (
     push_delivery,
     retention,
     value,
+    webhook_delivery,
 )
 from app.live import LiveFeed
 from app.metrics import Metrics, count_unrouted, metrics_middleware
@@ -49,6 +50,7 @@ from app.routes.pings import PingController
 from app.routes.stores import GeofenceController, StoreController
 from app.routes.transactions import TransactionController
 from app.routes.visits import VisitController
+from app.routes.webhooks import WebhookController
 from app.settings import Settings
 from app.strict_body import strict_body
 
@@ -83,7 +85,8 @@ def create_app(settings: Settings, *, clock: Clock = system_clock) -> Litestar:
             ApiKeyController, StoreController, GeofenceController, DeviceController,
             PingController, CampaignController, PolicyController, CustomerController,
             DeliveryController, VisitController, TransactionController, AuditController,
-            MeasurementController, healthz, readyz, metrics, me, heat, fences_report, live,
+            MeasurementController, WebhookController, healthz, readyz, metrics, me, heat,
+            fences_report, live,
             *console_routes(settings),
         ],
         dependencies={
@@ -96,7 +99,7 @@ def create_app(settings: Settings, *, clock: Clock = system_clock) -> Litestar:
         after_exception=[count_unrouted],
         exception_handlers=exception_handlers(),
         lifespan=[database, ping_partitions, catalog, prediction, intent, value, retention,
-                  push_delivery],
+                  push_delivery, webhook_delivery],
         plugins=[ProblemResponses(), StrictStructSchemas()],
         middleware=[metrics_middleware],
         state=state,

@@ -47,6 +47,9 @@ class Metrics:
         self.live_dropped = Counter("contexto_live_dropped",
                                     "live feed events dropped for watchers too slow to take them",
                                     registry=self.registry)
+        self.webhook_attempts = Counter("contexto_webhook_attempts",
+                                        "webhook POSTs by outcome (delivered, retry, dead)",
+                                        ["outcome"], registry=self.registry)
         self.retention_deleted = Counter("contexto_retention_deleted",
                                          "rows deleted by retention", ["table"],
                                          registry=self.registry)

@@ -1,5 +1,6 @@
 """Retention in the service: every `retention_interval_seconds`, pings and signals older than
-`retention_days` by the app's clock are deleted (in bounded batches, see `geo.retention`).
+`retention_days` by the app's clock are deleted (in bounded batches, see `geo.retention`), and
+so are the webhook events written before then once settled (with their deliveries and attempts).
 
 One rule: the cut-off is read from the app's clock at the start of each pass, never from the
 database's or the machine's; a pass that fails is logged and the next one starts afresh.
@@ -17,6 +18,7 @@ import asyncpg
 
 from app.clock import Clock
 from app.tasks import running
+from campaigns.webhooks import store as webhook_store
 from geo.retention import Purged, purge_device_data
 
 log = logging.getLogger("contexto.retention")
@@ -29,6 +31,7 @@ async def retention_pass(pool: asyncpg.Pool, clock: Clock, *, days: int,
     cutoff = clock() - timedelta(days=days)
     async with pool.acquire() as conn:
         purged = await purge_device_data(conn, cutoff, batch=batch)
+        purged.append(await webhook_store.purge_events(conn, cutoff, batch=batch))
     for p in purged:
         if p.rows:
             log.info("retention: %d %s before %s deleted in %d statements", p.rows, p.table,

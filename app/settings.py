@@ -77,6 +77,19 @@ class Settings(msgspec.Struct, kw_only=True, frozen=True):
     # newest are dropped and counted), and an idle stream gets a heartbeat comment this often.
     live_queue_events: int = 500
     live_heartbeat_seconds: float = 15.0
+    # Webhooks (campaigns/webhooks/): the key that seals subscriptions' signing secrets (none:
+    # webhooks cannot be created and no relay runs), the hosts allowed over http and on private
+    # addresses, and how the relay sends: a timeout per attempt, a lease on claimed deliveries
+    # (longer than the timeout), POSTs in flight per receiver, retries from base to cap with
+    # jitter within the window, then dead letters.
+    webhook_secret_key: str | None = None
+    webhook_allow_hosts: tuple[str, ...] = ()
+    webhook_timeout_seconds: float = 5.0
+    webhook_lease_seconds: float = 30.0
+    webhook_concurrency: int = 4
+    webhook_backoff_base_seconds: float = 1.0
+    webhook_backoff_cap_seconds: float = 3600.0
+    webhook_retry_window_seconds: float = 86400.0
 
     def __post_init__(self) -> None:
         if not 0 <= self.h3_resolution <= 15:
@@ -106,6 +119,18 @@ class Settings(msgspec.Struct, kw_only=True, frozen=True):
             raise ValueError("DISPATCH_MAX_ATTEMPTS must be at least 1")
         if self.fcm_quota_retry_floor_seconds < 0:
             raise ValueError("FCM_QUOTA_RETRY_FLOOR_SECONDS must not be negative")
+        if self.webhook_secret_key is not None and len(self.webhook_secret_key) < 32:
+            raise ValueError("WEBHOOK_SECRET_KEY must be at least 32 characters")
+        if not 0 < self.webhook_timeout_seconds < self.webhook_lease_seconds:
+            raise ValueError("WEBHOOK_TIMEOUT_SECONDS must be positive and less than "
+                             "WEBHOOK_LEASE_SECONDS")
+        if self.webhook_concurrency < 1:
+            raise ValueError("WEBHOOK_CONCURRENCY must be at least 1")
+        if not 0 < self.webhook_backoff_base_seconds <= self.webhook_backoff_cap_seconds:
+            raise ValueError("WEBHOOK_BACKOFF_BASE_SECONDS must be positive and at most "
+                             "WEBHOOK_BACKOFF_CAP_SECONDS")
+        if self.webhook_retry_window_seconds <= 0:
+            raise ValueError("WEBHOOK_RETRY_WINDOW_SECONDS must be positive")
 
 
 def _flag(value: str) -> bool:
@@ -145,6 +170,15 @@ def from_environment(env: Mapping[str, str], *, database_url: str,
         console_tile_url=env.get("CONSOLE_TILE_URL", OSM_TILES).strip(),
         console_tile_attribution=env.get("CONSOLE_TILE_ATTRIBUTION", OSM_ATTRIBUTION),
         bench_skip_arbitration=_flag(env.get("CONTEXTO_BENCH_SKIP_ARBITRATION", "0")),
+        webhook_secret_key=env.get("WEBHOOK_SECRET_KEY") or None,
+        webhook_allow_hosts=tuple(h.strip() for h in env.get("WEBHOOK_ALLOW_HOSTS", "").split(",")
+                                  if h.strip()),
+        webhook_timeout_seconds=float(env.get("WEBHOOK_TIMEOUT_SECONDS", "5")),
+        webhook_lease_seconds=float(env.get("WEBHOOK_LEASE_SECONDS", "30")),
+        webhook_concurrency=int(env.get("WEBHOOK_CONCURRENCY", "4")),
+        webhook_backoff_base_seconds=float(env.get("WEBHOOK_BACKOFF_BASE_SECONDS", "1")),
+        webhook_backoff_cap_seconds=float(env.get("WEBHOOK_BACKOFF_CAP_SECONDS", "3600")),
+        webhook_retry_window_seconds=float(env.get("WEBHOOK_RETRY_WINDOW_SECONDS", "86400")),
         embedded_emulator_port=(
             int(env.get("FCM_EMULATOR_PORT", "8765"))
             if not env.get("FCM_ENDPOINT") and not env.get("GOOGLE_APPLICATION_CREDENTIALS")

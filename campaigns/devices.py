@@ -146,6 +146,9 @@ DEVICE_HELD: dict[str, str] = {
     "assignments": """SELECT campaign_id, customer_key, moment_at, fence_id, store_id, arm,
                              global_holdout, created_at
                       FROM assignments WHERE device_id = $1 ORDER BY created_at, campaign_id""",
+    # The events about it on the webhook stream (campaigns/webhooks/events.py).
+    "webhook_events": """SELECT id, type, created_at, data FROM webhook_events
+                         WHERE device_id = $1 ORDER BY created_at, id""",
 }
 
 
@@ -226,6 +229,9 @@ ERASURE_STATEMENTS: tuple[str, ...] = (
     # A moment of a device that is gone cannot be matched to conversions any more (its visits
     # and purchases go with it), so it leaves the measurement rather than count as unconverted.
     "DELETE FROM assignments WHERE device_id = $1",
+    # Its webhook events, sent or not (their deliveries and attempts go with them): what was
+    # already delivered is in the customer's own systems, which erasure there must cover.
+    "DELETE FROM webhook_events WHERE device_id = $1",
 )
 
 

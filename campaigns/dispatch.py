@@ -7,7 +7,8 @@ RECORD_EVERY_SECONDS); a worker that dies leaves rows whose lease runs out and w
 worker sends, waking for that moment. A crash between send and record may resend what was in
 flight, which the device collapses (collapse key = apns-collapse-id = delivery id, the same on
 every attempt). An offer whose time is up is never sent; a retry waits at least the Retry-After
-FCM asked for.
+FCM asked for. A push's final outcome (sent, failed) is written to the webhook stream in the
+transaction that records it.
 
 Runs inside the server process by default, or alone: `python -m campaigns.dispatch` (SIGTERM
 finishes and records the batch in hand).
@@ -28,6 +29,7 @@ import asyncpg
 import msgspec
 
 from campaigns.fcm import BATCH_SIZE, MIN_SEND_LIFETIME, FcmGateway, OutgoingPush, SendResult
+from campaigns.webhooks import events as webhook_events
 
 log = logging.getLogger("contexto.dispatch")
 
@@ -75,12 +77,13 @@ MARK_SENT = """
 UPDATE deliveries d SET status = 'sent', sent_at = a, fcm_message_name = m, error_code = NULL
 FROM unnest($1::uuid[], $2::text[], $3::timestamptz[]) AS t(i, m, a)
 WHERE d.id = i AND d.status = 'sending'
-RETURNING extract(epoch FROM greatest(a - d.created_at, interval '0'))::float8 AS latency
+RETURNING d.id, extract(epoch FROM greatest(a - d.created_at, interval '0'))::float8 AS latency
 """
 MARK_FINAL = """
 UPDATE deliveries SET status = s, error_code = e
 FROM unnest($1::uuid[], $2::text[], $3::text[]) AS t(i, s, e)
 WHERE id = i AND status = 'sending'
+RETURNING id
 """
 MARK_RETRY = """
 UPDATE deliveries SET status = 'queued', next_attempt_at = n, error_code = e, claimed_at = NULL
@@ -239,13 +242,17 @@ class Dispatcher:
                     retry.append((r.delivery_id, at, r.error_code))
         latencies: list[float] = []
         async with self.pool.acquire() as conn, conn.transaction():
+            settled: list[UUID] = []  # for the webhook stream, in this same transaction
             if sent:
                 marked = await conn.fetch(MARK_SENT, [r.delivery_id for r in sent],
                                           [r.message_name for r in sent],
                                           [r.accepted_at or now for r in sent])
                 latencies = [row["latency"] for row in marked]
+                settled.extend(row["id"] for row in marked)
             if final:
-                await conn.execute(MARK_FINAL, *map(list, zip(*final, strict=True)))
+                ended = await conn.fetch(MARK_FINAL, *map(list, zip(*final, strict=True)))
+                settled.extend(row["id"] for row in ended)
+            await webhook_events.record_outcomes(conn, settled, now)
             if retry:
                 await conn.execute(MARK_RETRY, *map(list, zip(*retry, strict=True)))
             if retire:

@@ -14,6 +14,7 @@ import msgspec
 
 from campaigns import attribution
 from campaigns.latency import Latency, latency
+from campaigns.webhooks import events as webhook_events
 from campaigns.why import Why
 from customers.context import MomentEvidence
 from geo.errors import Conflict, NotFound
@@ -153,7 +154,7 @@ async def stats(conn: Connection, campaign_id: UUID) -> Stats:
 
 
 async def record_feedback(conn: Connection, device_id: UUID, delivery_id: UUID,
-                          feedback: FeedbackIn) -> FeedbackRecorded:
+                          feedback: FeedbackIn, now: datetime) -> FeedbackRecorded:
     owner = await conn.fetchrow(DELIVERY_OWNER, delivery_id)
     if owner is None or owner["device_id"] != device_id:
         raise NotFound("delivery", delivery_id)
@@ -161,6 +162,8 @@ async def record_feedback(conn: Connection, device_id: UUID, delivery_id: UUID,
         raise Conflict(f"delivery {delivery_id} was not sent (it is {owner['status']})")
     done = await conn.fetchval(RECORD_FEEDBACK[feedback.kind], delivery_id, device_id,
                                feedback.ts)
+    if done is not None:
+        await webhook_events.record_feedback(conn, delivery_id, feedback.kind, feedback.ts, now)
     return FeedbackRecorded(delivery_id, feedback.kind, done is not None)
 
 

@@ -38,9 +38,10 @@ DELETE FROM "{table}" WHERE ctid = any(array(
 
 class Purged(msgspec.Struct, frozen=True):
     """What one pass deleted from one table: rows in how many statements, and whole days
-    dropped (pings only; their rows are not counted, that would mean reading them)."""
+    dropped (pings only; their rows are not counted, that would mean reading them). The table is
+    named as the metric labels it; other packages purge their own tables too (webhook events)."""
 
-    table: Table
+    table: str
     rows: int
     statements: int
     days_dropped: int = 0

@@ -3,6 +3,7 @@ and for the person on the device: their own pushes only)."""
 
 from __future__ import annotations
 
+from datetime import datetime
 from uuid import UUID
 
 import asyncpg
@@ -22,11 +23,12 @@ class DeliveryController(Controller):
     @post("/{delivery_id:uuid}/events", operation_id="postDeliveryEvent", status_code=202,
           opt=admits("device", action="report on deliveries"))
     async def event(self, delivery_id: UUID, data: FeedbackIn, pool: asyncpg.Pool,
-                    principal: Principal, state: State) -> FeedbackRecorded:
+                    principal: Principal, state: State, now: datetime) -> FeedbackRecorded:
         """Report that the person opened, dismissed or redeemed an offer this device got.
         Each kind is recorded once; repeats answer `recorded: false`."""
         async with pool.acquire() as conn, conn.transaction():
-            recorded = await reports.record_feedback(conn, principal.device, delivery_id, data)
+            recorded = await reports.record_feedback(conn, principal.device, delivery_id, data,
+                                                     now)
         if recorded.recorded:
             state.catalog.learner.learned()
         return recorded

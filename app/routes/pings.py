@@ -12,6 +12,7 @@ from litestar.exceptions import PermissionDeniedException
 from app.auth import Principal, admits
 from app.ingest import ingest_pings
 from campaigns import devices
+from campaigns.webhooks import events as webhook_events
 from geo import store as geo_store
 from geo.pings import Accepted, PingBatch, SignalBatch, split_pings, split_signals
 
@@ -52,10 +53,13 @@ class PingController(Controller):
         device_id = principal.device
         records = [(device_id, s.ts, s.kind, s.attributes, now)
                    for s in accepted]
+        purchases = [(s.ts, s.attributes) for s in accepted if s.kind == "purchase"]
         async with pool.acquire() as conn, conn.transaction():
             await devices.get_device(conn, device_id)
             if records:
                 await geo_store.copy_signals(conn, records)
+            # Purchases credited to a push, on the webhook stream with the signals themselves.
+            await webhook_events.record_conversions(conn, device_id, purchases, now)
         if any(s.kind == "purchase" for s in accepted):
             state.catalog.learner.learned()  # a purchase may convert an offer: see app/learning.py
         return Accepted(len(records), rejected)

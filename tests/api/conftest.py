@@ -15,6 +15,7 @@ from app.settings import Settings
 from tests.clock import CLOCK
 
 ADMIN_TOKEN = "test-admin-token-0123456789abcdef0123456789"
+WEBHOOK_KEY = "test-webhook-key-0123456789abcdef0123456789"
 
 
 class Api:
@@ -42,7 +43,9 @@ class Api:
 
 def settings_for(database_url: str, **overrides: Any) -> Settings:
     values: dict[str, Any] = dict(database_url=database_url, admin_token=ADMIN_TOKEN,
-                                  run_dispatcher=False, pool_min_size=1, pool_max_size=5)
+                                  run_dispatcher=False, pool_min_size=1, pool_max_size=5,
+                                  webhook_secret_key=WEBHOOK_KEY,
+                                  webhook_allow_hosts=("127.0.0.1",))
     values.update(overrides)
     return Settings(**values)
 

@@ -75,7 +75,11 @@ class World:
     campaign_id: str
     spare_key_id: str            # a key nobody uses, for the revocation route
     device_id: str
+    webhook_id: str
     tokens: dict[str, str | None]
+
+
+WEBHOOK_BODY = {"url": "http://127.0.0.1:9/hooks", "events": ["moment"]}
 
 
 async def build_world(api: Api) -> World:
@@ -96,9 +100,10 @@ async def build_world(api: Api) -> World:
     staff = await key("campaign_manager")
     spare = await key("app")
     device = await api.ok("POST", "/v1/devices", app["token"], json=device_body())
+    webhook = await api.ok("POST", "/v1/webhooks", json=WEBHOOK_BODY)
     return World(
         store=store, fence=fence, campaign_id=campaign["id"], spare_key_id=spare["id"],
-        device_id=device["device_id"],
+        device_id=device["device_id"], webhook_id=webhook["id"],
         tokens={
             "no_token": None,
             "bad_token": "ctxk_" + secrets.token_urlsafe(32),
@@ -177,6 +182,13 @@ def _route(label: str) -> Any:
                                               "min_seconds_between_pushes": 1800,
                                               "quiet_hours": {"from": "22:00", "to": "08:00"}}),
             "GET /v1/audit": ("/v1/audit", None),
+            "POST /v1/webhooks": ("/v1/webhooks", WEBHOOK_BODY),
+            "GET /v1/webhooks": ("/v1/webhooks", None),
+            "DELETE /v1/webhooks/{id}": (f"/v1/webhooks/{world.webhook_id}", None),
+            "GET /v1/webhooks/{id}/deliveries": (f"/v1/webhooks/{world.webhook_id}/deliveries",
+                                                 None),
+            "POST /v1/webhooks/{id}/replay": (f"/v1/webhooks/{world.webhook_id}/replay", {
+                "from": (CLOCK() - timedelta(days=1)).isoformat(), "to": now_iso()}),
             "GET /healthz": ("/healthz", None),
             "GET /readyz": ("/readyz", None),
             "GET /metrics": ("/metrics", None),
@@ -232,6 +244,11 @@ MATRIX: list[tuple[str, tuple[int | None, ...]]] = [
     ("GET /v1/policy",                         (401, 401, 200, 200, 403, _, 403, 403)),
     ("PUT /v1/policy",                         (401, 401, 200, 403, 403, _, 403, 403)),
     ("GET /v1/audit",                          (401, 401, 200, 403, 403, _, 403, 403)),
+    ("POST /v1/webhooks",                      (401, 401, 201, 403, 403, _, 403, 403)),
+    ("GET /v1/webhooks",                       (401, 401, 200, 403, 403, _, 403, 403)),
+    ("DELETE /v1/webhooks/{id}",               (401, 401, 204, 403, 403, _, 403, 403)),
+    ("GET /v1/webhooks/{id}/deliveries",       (401, 401, 200, 403, 403, _, 403, 403)),
+    ("POST /v1/webhooks/{id}/replay",          (401, 401, 202, 403, 403, _, 403, 403)),
     ("GET /healthz",                           (200, 200, 200, 200, 200, _, 200, 200)),
     ("GET /readyz",                            (200, 200, 200, 200, 200, _, 200, 200)),
     ("GET /metrics",                           (200, 200, 200, 200, 200, _, 200, 200)),

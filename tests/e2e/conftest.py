@@ -197,10 +197,12 @@ def emulator_thread() -> Iterator[str]:
 
 
 @asynccontextmanager
-async def build_world(database_url: str, *, run_dispatcher: bool) -> AsyncIterator[World]:
+async def build_world(database_url: str, *, run_dispatcher: bool,
+                      **settings_overrides: Any) -> AsyncIterator[World]:
     with emulator_thread() as emulator_url:
         settings = settings_for(database_url, run_dispatcher=run_dispatcher,
-                                fcm_endpoint=emulator_url, dispatch_lease_seconds=2.0)
+                                fcm_endpoint=emulator_url, dispatch_lease_seconds=2.0,
+                                **settings_overrides)
         app = create_app(settings, clock=CLOCK)
         async with AsyncTestClient(app=app) as client, \
                 httpx.AsyncClient(base_url=emulator_url) as emulator:

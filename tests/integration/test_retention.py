@@ -97,8 +97,9 @@ async def test_a_pass_deletes_what_is_older_than_the_retention_and_keeps_the_res
     finally:
         await pool.close()
 
-    assert ([p.rows for p in purged], await remaining(db, "pings"),
-            await remaining(db, "signals")) == ([5, 5], KEPT, KEPT)
+    assert ([(p.table, p.rows) for p in purged], await remaining(db, "pings"),
+            await remaining(db, "signals")) == (
+        [("pings", 5), ("signals", 5), ("webhook_events", 0)], KEPT, KEPT)
 
 
 BATCHES = [
@@ -165,14 +166,14 @@ async def test_the_service_purges_in_the_background_every_interval(
     async with AsyncTestClient(app=app) as client:
         for _ in range(200):  # up to 10 s for the first passes to finish
             counted = await deleted_counts(client)
-            if counted == {"pings": 5.0, "signals": 5.0}:
+            if counted == {"pings": 5.0, "signals": 5.0, "webhook_events": 0.0}:
                 break
             await asyncio.sleep(0.05)
         await asyncio.sleep(0.2)  # a few more passes, which must find nothing more to delete
         counted = await deleted_counts(client)
 
     assert (counted, await remaining(db, "pings"), await remaining(db, "signals")) == (
-        {"pings": 5.0, "signals": 5.0}, KEPT, KEPT)
+        {"pings": 5.0, "signals": 5.0, "webhook_events": 0.0}, KEPT, KEPT)
 
 
 ENVIRONMENTS = [
@@ -195,3 +196,40 @@ def test_retention_days_below_one_are_refused(value: str) -> None:
     with pytest.raises(ValueError, match="RETENTION_DAYS must be at least 1"):
         from_environment({"RETENTION_DAYS": value}, database_url="postgresql://x/y",
                          admin_token=None)
+
+
+async def test_settled_webhook_events_past_the_retention_go_and_pending_ones_stay(
+        database_url: str, db: asyncpg.Connection) -> None:
+    hook = uuid4()
+    await db.execute("INSERT INTO webhooks (id, url, events, secret_sealed, created_at) "
+                     "VALUES ($1, 'http://127.0.0.1:9/h', '{moment}', '\\x00', $2)", hook, NOW)
+    events = {}
+    for name, at, status in (("old delivered", NOW - timedelta(days=40), "delivered"),
+                             ("old dead", CUTOFF - timedelta(seconds=1), "dead"),
+                             ("old but still retried", NOW - timedelta(days=40), "queued"),
+                             ("recent delivered", CUTOFF, "delivered")):
+        event = uuid4()
+        events[name] = event
+        await db.execute("INSERT INTO webhook_events (id, type, created_at, data, fanned_out_at) "
+                         "VALUES ($1, 'moment', $2, '{}', $2)", event, at)
+        delivery = uuid4()
+        await db.execute("INSERT INTO webhook_deliveries (id, webhook_id, event_id, status, "
+                         "created_at, next_attempt_at) VALUES ($1, $2, $3, $4, $5, $5)",
+                         delivery, hook, event, status, at)
+        await db.execute("INSERT INTO webhook_attempts (id, webhook_id, delivery_id, event_id, "
+                         "event_type, attempt, at, outcome, latency_ms) "
+                         "VALUES ($1, $2, $3, $4, 'moment', 1, $5, 'retry', 1)",
+                         uuid4(), hook, delivery, event, at)
+    pool = await asyncpg.create_pool(database_url, min_size=1, max_size=1)
+    assert pool is not None
+    try:
+        purged = await retention_pass(pool, PinnedClock(NOW, running=False), days=DAYS,
+                                      batch=1)
+    finally:
+        await pool.close()
+
+    left = {r["id"] for r in await db.fetch("SELECT id FROM webhook_events")}
+    assert {name for name, event in events.items() if event in left} == {
+        "old but still retried", "recent delivered"}
+    assert purged[-1] == Purged("webhook_events", 2, 3)
+    assert await db.fetchval("SELECT count(*) FROM webhook_attempts") == 2
