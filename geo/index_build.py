@@ -1,0 +1,230 @@
+"""Building the geofence index's cell tables: which H3 cells reach each fence, with distance bounds.
+
+One rule: a cell is stored with bounds lo <= d <= hi on the signed distance of any of its points
+to the fence's border, conservative everywhere (see `geo.index` for how queries use them).
+"""
+
+from __future__ import annotations
+
+import functools
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import h3
+import numpy as np
+import shapely
+from h3.api import numpy_int as h3n
+from numpy.typing import NDArray
+from shapely.geometry.base import BaseGeometry
+
+from geo.cells import (
+    Cells,
+    CellTable,
+    cell_centres,
+    cell_of,
+    children,
+    circumradius_m,
+    compact,
+    disk,
+    parents_of,
+    polyfill,
+)
+from geo.fences import FenceShape, from_local_metres, within_world
+from geo.index_geometry import DEG_M, Geometry
+from geo.index_types import F64, I32, I64
+
+# H3 cells vary in size (smoothly, by < 1 % across a 25 km² fence) and their edges are
+# great-circle arcs, not straight lines in the local frame; measuring one cell per fence and
+# inflating its circumradius by 15 % keeps every stored bound conservative.
+CELL_RADIUS_SAFETY = 1.15
+# Fences whose cover reaches at most this far from their centre are covered with a grid disk
+# (cheap), bigger ones with a polygon fill (a fixed ~150 µs but proportional to the area).
+DISK_COVER_LIMIT_M = 800.0
+
+# Coarse cells with points closer than this to the border are split to the index resolution:
+# most pings ask for margins of about this much (geo.presence.match_margin_m gives 25 m to every
+# fix accurate to 25 m or better).
+FINE_BAND_M = 25.0
+# Cell radii are measured once per cell of this resolution (see `_radii`).
+RADII_REGION_RES = 5
+
+
+@dataclass(frozen=True, slots=True)
+class Tables:
+    """A built index's arrays: the cell table, and per cell row its (fence, lo, hi) entries."""
+
+    geometry: Geometry
+    table: CellTable
+    starts: I64  # row r's entries are starts[r]:starts[r + 1]
+    entry_fence: I32
+    entry_lo: NDArray[np.float32]
+    entry_hi: NDArray[np.float32]
+    levels: list[int]  # the resolutions present, finest first
+
+
+def build_tables(shapes: Sequence[FenceShape], resolution: int, max_margin_m: float) -> Tables:
+    """The cell tables of these fences (numbered in this order)."""
+    geometry = Geometry(shapes)
+    # Covering cells one level coarser than `resolution` costs 7x fewer h3 calls (the build's
+    # bottleneck) and memory. Coarse cells that may hold points within FINE_BAND_M of the
+    # border (or deeper) are split to `resolution`, whose tighter bounds spare most pings an
+    # exact test; the outer ring stays coarse, as only wide (inaccurate) margins look there.
+    coarse = max(0, resolution - 1)
+    covers = [_cover(shape, geometry, i, coarse, resolution, max_margin_m)
+              for i, shape in enumerate(shapes)]
+    rho_coarse = np.array([c.rho_coarse for c in covers])
+    rho_fine = np.array([c.rho_fine for c in covers])
+    counts = np.fromiter((len(c.cells) for c in covers), dtype=np.int64, count=len(shapes))
+    cand = np.concatenate([c.cells for c in covers]) if shapes else np.zeros(0, np.uint64)
+    cand_fence = np.repeat(np.arange(len(shapes), dtype=np.int32), counts)
+    lo, hi = _bounds(geometry, cand, cand_fence, rho_coarse)
+    near = lo <= max_margin_m
+    deep = near & (hi <= -max_margin_m)
+    split = near & ~deep & (lo <= FINE_BAND_M) & (coarse < resolution)
+    exact = near & ~deep & ~split
+
+    cell_parts = [cand[exact]]
+    fence_parts = [cand_fence[exact]]
+    lo_parts, hi_parts = [lo[exact]], [hi[exact]]
+    deep_parts = [(cand[deep], cand_fence[deep])]
+    if split.any():
+        kids, per_cell = children(cand[split], resolution)
+        kid_fence = np.repeat(cand_fence[split], per_cell)
+        klo, khi = _bounds(geometry, kids, kid_fence, rho_fine)
+        knear = klo <= max_margin_m
+        kdeep = knear & (khi <= -max_margin_m)
+        kexact = knear & ~kdeep
+        cell_parts.append(kids[kexact])
+        fence_parts.append(kid_fence[kexact])
+        lo_parts.append(klo[kexact])
+        hi_parts.append(khi[kexact])
+        deep_parts.append((kids[kdeep], kid_fence[kdeep]))
+    for deep_cells, deep_fence in deep_parts:
+        if not len(deep_cells):
+            continue
+        bounds = np.flatnonzero(np.diff(deep_fence)) + 1
+        for run in np.split(np.arange(len(deep_cells)), bounds):
+            packed = compact(deep_cells[run])
+            cell_parts.append(packed)
+            fence_parts.append(np.full(len(packed), deep_fence[run[0]], dtype=np.int32))
+            # Deep cells only ever answer "inside by at least the margin".
+            lo_parts.append(np.full(len(packed), -np.inf))
+            hi_parts.append(np.full(len(packed), -max_margin_m))
+    entry_cell = np.concatenate(cell_parts)
+    order = np.argsort(entry_cell, kind="stable")
+    entry_cell = entry_cell[order]
+    fresh = np.ones(len(entry_cell), dtype=bool)
+    fresh[1:] = entry_cell[1:] != entry_cell[:-1]
+    row_start = np.flatnonzero(fresh)
+    keys = entry_cell[row_start]
+    levels = np.unique((keys >> np.uint64(52)) & np.uint64(0xF)).astype(int).tolist()
+    # float32 halves the memory; the 1 cm nudge outwards keeps computed bounds conservative.
+    entry_lo = (np.concatenate(lo_parts)[order] - 0.01).astype(np.float32)
+    entry_hi = (np.concatenate(hi_parts)[order] + 0.01).astype(np.float32)
+    # Deep cells are not a computed bound but a fact (inside by at least the widest margin):
+    # nudged, a query at that margin would run exact geometry deep inside big fences.
+    entry_hi[np.isneginf(entry_lo)] = -max_margin_m
+    return Tables(
+        geometry,
+        CellTable(keys, np.arange(len(keys), dtype=np.int32)),
+        np.append(row_start, len(entry_cell)).astype(np.int64),
+        np.concatenate(fence_parts)[order].astype(np.int32),
+        entry_lo,
+        entry_hi,
+        sorted(set(levels) | {resolution}, reverse=True),
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class _Cover:
+    cells: Cells  # at the coarse resolution
+    rho_coarse: float  # no point of a coarse cell's fine descendants is farther from its centre
+    rho_fine: float  # the same for a fine cell
+
+
+def _cover(
+    shape: FenceShape, geometry: Geometry, i: int, coarse: int, fine: int, margin: float,
+) -> _Cover:
+    """Coarse cells covering fence i and everything within `margin` of it, and cell radii
+    (in the fence's local metres, see `_distortion`)."""
+    centre = cell_of(shape.center_lat, shape.center_lng, coarse)
+    edge, rho_coarse, rho_fine = _radii(centre, fine)
+    _, lat_lo, _, lat_hi = shape.area.bounds
+    band = (margin + 3.0 * rho_coarse) / DEG_M  # the cover reaches no farther north or south
+    s = _distortion(shape.center_lat, lat_lo - band, lat_hi + band)
+    rho_coarse_local, rho_fine_local = rho_coarse * s, rho_fine * s
+    fence_reach = float(geometry.reach[i])
+    # A cell with a point within `margin` (local metres) of the fence has its centre within
+    # s × (reach + margin) + rho_coarse true metres of the fence's centre.
+    reach = s * (fence_reach + margin) + rho_coarse
+    if reach <= DISK_COVER_LIMIT_M:
+        # Centres of cells k grid steps apart are at least 1.5 edges (= circumradii) apart;
+        # the 5 % allow for the cells' size varying across the disk.
+        k = math.ceil((reach + edge) / (1.5 * edge / 1.05)) + 1
+        return _Cover(disk(centre, k), rho_coarse_local, rho_fine_local)
+    local = geometry.local[i]
+    if local is None:  # a circle
+        local = shapely.Point(0.0, 0.0).buffer(float(geometry.radius[i]), quad_segs=16)
+    # 2 % + 2 m covers the buffer's chords and, for circles (tested by haversine), the local
+    # frame's distortion over up to 10 km at mid latitudes; the last term, its growth nearer
+    # the poles.
+    grow = ((margin + rho_coarse_local) * 1.02 + 2.0 + 0.02 * fence_reach
+            + (s - 1.0) * (fence_reach + margin))
+    area = from_local_metres(shapely.buffer(local, grow), shape.center_lng, shape.center_lat)
+    cells = polyfill(_to_h3shape(within_world(area)), coarse)
+    return _Cover(cells, rho_coarse_local, rho_fine_local)
+
+
+def _distortion(lat0: float, lat_lo: float, lat_hi: float) -> float:
+    """How much the local frame around latitude `lat0` may stretch or shrink a distance between
+    latitudes `lat_lo` and `lat_hi` (≥ 1): its metres east are true at `lat0` only, and scale
+    with cos(latitude) elsewhere. Under 1.001 for a fence of a few km below 60°; it grows
+    toward the poles, where cell bounds widen by it so that they stay conservative."""
+    def cos(lat: float) -> float:
+        return math.cos(math.radians(min(90.0, abs(lat))))
+
+    nearest_equator = 0.0 if lat_lo <= 0.0 <= lat_hi else min(abs(lat_lo), abs(lat_hi))
+    farthest = max(abs(lat_lo), abs(lat_hi))
+    return max(cos(lat0) / max(cos(farthest), 1e-12), cos(nearest_equator) / cos(lat0))
+
+
+@functools.lru_cache(maxsize=4096)
+def _region_radii(region: int, fine: int) -> tuple[float, float, float]:
+    centre = int(h3n.cell_to_center_child(region, max(0, fine - 1)))
+    edge = circumradius_m(centre)
+    # Fine descendants stick out of their coarse ancestor's hexagon: measure how far.
+    kids, _ = children(np.array([centre], dtype=np.uint64), fine)
+    rho_coarse = max(circumradius_m(centre, int(k)) for k in kids)
+    rho_fine = circumradius_m(int(kids[0]))
+    return edge, rho_coarse * CELL_RADIUS_SAFETY, rho_fine * CELL_RADIUS_SAFETY
+
+
+def _radii(coarse_cell: int, fine: int) -> tuple[float, float, float]:
+    """(coarse edge, coarse radius, fine radius) for cells around `coarse_cell`, with safety.
+
+    Measured once per resolution-5 region (~250 km²): H3 cell sizes vary smoothly, by far less
+    than CELL_RADIUS_SAFETY across such a region.
+    """
+    region = coarse_cell
+    if fine > RADII_REGION_RES:
+        region = int(parents_of(np.array([coarse_cell], dtype=np.uint64), RADII_REGION_RES)[0])
+    return _region_radii(region, fine)
+
+
+def _bounds(
+    geometry: Geometry, cells: Cells, fence: I32, rho: F64,
+) -> tuple[F64, F64]:
+    """Bounds (lo, hi) on the signed distance to each fence of any point of each cell."""
+    lat, lng = cell_centres(cells)
+    _, d = geometry.signed_distance(fence, lat, lng)
+    return d - rho[fence], d + rho[fence]
+
+
+def _to_h3shape(area: BaseGeometry) -> h3.H3Shape:
+    polys = []
+    for part in shapely.get_parts(area):
+        outer = [(lat, lng) for lng, lat in shapely.get_coordinates(part.exterior)]
+        holes = [[(lat, lng) for lng, lat in shapely.get_coordinates(r)] for r in part.interiors]
+        polys.append(h3.LatLngPoly(outer, *holes))
+    return polys[0] if len(polys) == 1 else h3.LatLngMultiPoly(*polys)

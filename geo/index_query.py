@@ -1,0 +1,184 @@
+"""The geofence index and its query: for a batch of pings, the fences each is in or near.
+
+One rule: geometry is only computed where a cell's stored distance bounds cannot decide the
+answer, vectorised over the whole batch (see `geo.index` for the whole design).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from types import MappingProxyType
+from uuid import UUID
+
+import numpy as np
+from numpy.typing import NDArray
+
+from geo.cells import Cells, CellTable, cells_of, parents_of
+from geo.index_build import build_tables
+from geo.index_geometry import Geometry
+from geo.index_types import (
+    DEFAULT_MAX_MARGIN_M,
+    DEFAULT_RESOLUTION,
+    F64,
+    I32,
+    I64,
+    FenceMatches,
+    IndexedFence,
+)
+
+
+class FenceIndex:
+    """An immutable index of the enabled fences; see the module docstring."""
+
+    __slots__ = (
+        "_by_id", "_entry_fence", "_entry_hi", "_entry_lo", "_fence_map", "_fences", "_geometry",
+        "_ids",
+        "_levels", "_starts", "_table", "max_margin_m", "resolution", "version",
+    )
+
+    def __init__(
+        self,
+        fences: list[IndexedFence],
+        geometry: Geometry,
+        table: CellTable,
+        starts: I64,
+        entry_fence: I32,
+        entry_lo: NDArray[np.float32],
+        entry_hi: NDArray[np.float32],
+        levels: list[int],
+        *,
+        resolution: int,
+        max_margin_m: float,
+        version: int,
+    ) -> None:
+        """Assemble a built index; call `FenceIndex.build` instead."""
+        self._fences = fences
+        self._ids = [f.fence_id for f in fences]
+        self._by_id = {fid: i for i, fid in enumerate(self._ids)}
+        self._fence_map = MappingProxyType({f.fence_id: f for f in fences})
+        self._geometry = geometry
+        self._table = table
+        self._starts = starts
+        self._entry_fence = entry_fence
+        self._entry_lo = entry_lo
+        self._entry_hi = entry_hi
+        self._levels = levels
+        self.resolution = resolution
+        self.max_margin_m = max_margin_m
+        self.version = version
+
+    @classmethod
+    def build(
+        cls,
+        fences: Iterable[IndexedFence],
+        *,
+        resolution: int = DEFAULT_RESOLUTION,
+        max_margin_m: float = DEFAULT_MAX_MARGIN_M,
+        version: int = 0,
+    ) -> FenceIndex:
+        """Index the enabled fences; disabled ones are left out."""
+        if not 0 <= resolution <= 15:
+            raise ValueError("resolution must be within 0..15")
+        if not max_margin_m >= 0.0:
+            raise ValueError("max_margin_m must be >= 0")
+        kept = [f for f in fences if f.enabled]
+        if len({f.fence_id for f in kept}) != len(kept):
+            raise ValueError("fence ids must be unique")
+        tables = build_tables([f.shape for f in kept], resolution, max_margin_m)
+        return cls(
+            kept,
+            tables.geometry,
+            tables.table,
+            tables.starts,
+            tables.entry_fence,
+            tables.entry_lo,
+            tables.entry_hi,
+            tables.levels,
+            resolution=resolution,
+            max_margin_m=float(max_margin_m),
+            version=version,
+        )
+
+    # --- queries -------------------------------------------------------------------------------
+
+    def __len__(self) -> int:
+        return len(self._fences)
+
+    @property
+    def fences(self) -> Mapping[UUID, IndexedFence]:
+        """The indexed fences by id (read-only; what `geo.presence.advance` takes)."""
+        return self._fence_map
+
+    def fence(self, fence_id: UUID) -> IndexedFence:
+        """The indexed fence with this id; `KeyError` if it is not indexed (unknown or disabled)."""
+        fence: IndexedFence = self._fences[self._by_id[fence_id]]
+        return fence
+
+    @property
+    def entries(self) -> int:
+        """Number of stored (cell, fence) pairs."""
+        return len(self._entry_fence)
+
+    @property
+    def nbytes(self) -> int:
+        """Approximate memory of cell structures and polygon edges (shapely objects excluded)."""
+        return int(
+            self._table.nbytes + self._starts.nbytes + self._entry_fence.nbytes
+            + self._entry_lo.nbytes + self._entry_hi.nbytes
+            + sum(t.nbytes for t in self._geometry.tables)
+        )
+
+    def match(
+        self, lat: F64, lng: F64, margin_m: float | F64 | None = None, *,
+        cells: Cells | None = None,
+    ) -> FenceMatches:
+        """Every fence each ping is inside of, or outside of by at most `margin_m` metres.
+
+        `margin_m` is one margin for the batch or one per ping (at most `max_margin_m`; default
+        that). Distances are exact within the margin and clamped to -margin deeper inside.
+        `cells` may pass the pings' `cells_of(lat, lng, index.resolution)` when the caller has
+        them already (they are the largest share of the cost).
+        """
+        lat = np.asarray(lat, dtype=np.float64)
+        lng = np.asarray(lng, dtype=np.float64)
+        n = len(lat)
+        per_ping = np.broadcast_to(
+            np.asarray(self.max_margin_m if margin_m is None else margin_m, dtype=np.float64),
+            (n,),
+        )
+        if n and not (per_ping.min() >= 0.0 and per_ping.max() <= self.max_margin_m):
+            raise ValueError(f"margin_m must be within 0..{self.max_margin_m:g}")
+        if cells is None:
+            cells = cells_of(lat, lng, self.resolution)
+        levels = self._levels
+        if len(levels) == 1:
+            query = cells
+        else:
+            # Ping-major layout, so matches come out grouped by ping without a sort.
+            query = np.stack([parents_of(cells, r) for r in levels], axis=1).ravel()
+        rows_all = self._table.lookup(query)
+        found = np.flatnonzero(rows_all >= 0)
+        rows = rows_all[found]
+        ping_of_row = found // len(levels)
+        first = self._starts[rows]
+        counts = self._starts[rows + 1] - first
+        ping = np.repeat(ping_of_row, counts)
+        entry = np.arange(len(ping)) + np.repeat(first - (np.cumsum(counts) - counts), counts)
+        margin = per_ping[ping]
+        candidate = self._entry_lo[entry] <= margin
+        ping, entry, margin = ping[candidate], entry[candidate], margin[candidate]
+        fence = self._entry_fence[entry]
+        deep = self._entry_hi[entry] <= -margin
+        inside = deep.copy()
+        dist = -margin
+        exact = np.flatnonzero(~deep)
+        if len(exact):
+            pe = ping[exact]
+            ins, d = self._geometry.signed_distance(fence[exact], lat[pe], lng[pe])
+            inside[exact] = ins
+            dist[exact] = d
+        keep = dist <= margin
+        np.maximum(dist, -margin, out=dist)
+        return FenceMatches(
+            ping[keep], fence[keep], inside[keep], dist[keep], self._ids, n,
+        )
