@@ -31,7 +31,7 @@ from geo.cells import (
     polyfill,
 )
 from geo.fences import FenceShape, from_local_metres, within_world
-from geo.index_geometry import DEG_M, Geometry
+from geo.index_geometry import DEG_M, Geometry, haversine_array
 from geo.index_types import F64, I32, I64
 
 # H3 cells vary in size (smoothly, by < 1 % across a 25 km² fence) and their edges are
@@ -78,7 +78,15 @@ def build_tables(shapes: Sequence[FenceShape], resolution: int, max_margin_m: fl
     counts = np.fromiter((len(c.cells) for c in covers), dtype=np.int64, count=len(shapes))
     cand = np.concatenate([c.cells for c in covers]) if shapes else np.zeros(0, np.uint64)
     cand_fence = np.repeat(np.arange(len(shapes), dtype=np.int32), counts)
-    lo, hi = _bounds(geometry, cand, cand_fence, rho_coarse)
+    # A cover is a disk of whole cells (or a fill of a grown area), most of which lie beyond
+    # reach: a cell whose centre is farther from the fence's centre than `reach` cannot hold a
+    # point within the widest margin, and is dropped before any exact geometry.
+    lat, lng = cell_centres(cand)
+    reach = np.array([c.reach_m for c in covers])
+    within = haversine_array(lat, lng, geometry.lat0[cand_fence],
+                             geometry.lng0[cand_fence]) <= reach[cand_fence]
+    cand, cand_fence, lat, lng = cand[within], cand_fence[within], lat[within], lng[within]
+    lo, hi = _bounds(geometry, lat, lng, cand_fence, rho_coarse)
     near = lo <= max_margin_m
     deep = near & (hi <= -max_margin_m)
     split = near & ~deep & (lo <= FINE_BAND_M) & (coarse < resolution)
@@ -91,7 +99,8 @@ def build_tables(shapes: Sequence[FenceShape], resolution: int, max_margin_m: fl
     if split.any():
         kids, per_cell = children(cand[split], resolution)
         kid_fence = np.repeat(cand_fence[split], per_cell)
-        klo, khi = _bounds(geometry, kids, kid_fence, rho_fine)
+        klat, klng = cell_centres(kids)
+        klo, khi = _bounds(geometry, klat, klng, kid_fence, rho_fine)
         knear = klo <= max_margin_m
         kdeep = knear & (khi <= -max_margin_m)
         kexact = knear & ~kdeep
@@ -141,6 +150,8 @@ class _Cover:
     cells: Cells  # at the coarse resolution
     rho_coarse: float  # no point of a coarse cell's fine descendants is farther from its centre
     rho_fine: float  # the same for a fine cell
+    reach_m: float  # no coarse cell whose centre is farther (true metres) from the fence's
+    # centre has a point within the margin of the fence
 
 
 def _cover(
@@ -162,7 +173,7 @@ def _cover(
         # Centres of cells k grid steps apart are at least 1.5 edges (= circumradii) apart;
         # the 5 % allow for the cells' size varying across the disk.
         k = math.ceil((reach + edge) / (1.5 * edge / 1.05)) + 1
-        return _Cover(disk(centre, k), rho_coarse_local, rho_fine_local)
+        return _Cover(disk(centre, k), rho_coarse_local, rho_fine_local, reach)
     local = geometry.local[i]
     if local is None:  # a circle
         local = shapely.Point(0.0, 0.0).buffer(float(geometry.radius[i]), quad_segs=16)
@@ -173,7 +184,7 @@ def _cover(
             + (s - 1.0) * (fence_reach + margin))
     area = from_local_metres(shapely.buffer(local, grow), shape.center_lng, shape.center_lat)
     cells = polyfill(_to_h3shape(within_world(area)), coarse)
-    return _Cover(cells, rho_coarse_local, rho_fine_local)
+    return _Cover(cells, rho_coarse_local, rho_fine_local, reach)
 
 
 def _distortion(lat0: float, lat_lo: float, lat_hi: float) -> float:
@@ -213,10 +224,10 @@ def _radii(coarse_cell: int, fine: int) -> tuple[float, float, float]:
 
 
 def _bounds(
-    geometry: Geometry, cells: Cells, fence: I32, rho: F64,
+    geometry: Geometry, lat: F64, lng: F64, fence: I32, rho: F64,
 ) -> tuple[F64, F64]:
-    """Bounds (lo, hi) on the signed distance to each fence of any point of each cell."""
-    lat, lng = cell_centres(cells)
+    """Bounds (lo, hi) on the signed distance to each fence of any point of each cell, from the
+    cells' centres (lat, lng)."""
     _, d = geometry.signed_distance(fence, lat, lng)
     return d - rho[fence], d + rho[fence]
 
