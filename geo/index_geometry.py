@@ -1,10 +1,17 @@
 """Exact signed distances from points to fence borders, for whole arrays of (fence, point) pairs.
 
-One rule: every fence's shape is turned once into flat arrays (a frame row per fence, padded edge
-tables per polygon size), so a batch of pairs is answered by a few numpy passes, never a Python
-loop per pair: circles by haversine distance to their centre, polygons by point-to-segment
-distances and ray-crossing parity in the fence's local metric frame, and polygons with very many
-edges by shapely, one call per fence.
+One rule: every fence's shape is turned once into flat arrays (a frame row per fence, one edge
+table for every polygon), so a batch of pairs is answered by a few numpy passes over (pair, edge)
+elements, never a Python loop per pair or per fence.
+
+Circles are tested by haversine distance to their centre. A polygon's signed distance is the
+distance to its nearest edge, in the fence's local metric frame, signed by which side of that
+nearest edge the point lies on: rings are oriented with the area on their left (shells
+counter-clockwise, holes clockwise), so a point nearest to an edge's inside is on its left; a point
+nearest to a vertex is inside when it is left of both edges there (a convex vertex) or of either
+(a reflex one). No ray has to cross the whole polygon, so a pair need not read every edge: the
+index hands each cell's pairs only the edges that can be nearest to a point of that cell
+(`candidate_edges`), a handful instead of every edge of the fence.
 """
 
 from __future__ import annotations
@@ -14,21 +21,15 @@ from collections.abc import Sequence
 
 import numpy as np
 import shapely
-from numpy.typing import NDArray
 from shapely.geometry.base import BaseGeometry
 
 from geo.fences import EARTH_RADIUS_M, FenceShape, short_way, to_local_metres
-from geo.index_types import F64, I32, Bools
+from geo.index_types import F64, I32, I64, Bools
 
-# Polygons with more edges than this are tested by shapely (one call per fence per batch) rather
-# than by the all-pairs numpy kernel, whose cost grows with the edge count.
-VECTOR_EDGE_LIMIT = 256
-# (pair, edge) evaluations per numpy pass: bounds the kernel's temporary memory to ~30 MB.
-KERNEL_CHUNK = 250_000
-# Polygons are padded to the next of these edge counts (the last one is VECTOR_EDGE_LIMIT).
-EDGE_WIDTHS = (4, 8, 16, 32, 64, 128, 256)
+# (pair, edge) elements per numpy pass: bounds the kernel's temporary memory to ~40 MB.
+KERNEL_CHUNK = 400_000
 
-_CIRCLE, _POLYGON, _BIG_POLYGON = 0, 1, 2
+_CIRCLE, _POLYGON = 0, 1
 DEG_M = math.radians(1.0) * EARTH_RADIUS_M  # metres per degree of latitude
 
 
@@ -41,65 +42,34 @@ def haversine_array(lat1: F64, lng1: F64, lat2: F64, lng2: F64) -> F64:
     return out
 
 
+def ragged(starts: I64, counts: I64) -> I64:
+    """The concatenated ranges starts[i] .. starts[i] + counts[i] (a CSR gather)."""
+    total = int(counts.sum())
+    ends = np.cumsum(counts)
+    out: I64 = np.arange(total, dtype=np.int64) + np.repeat(starts - (ends - counts), counts)
+    return out
+
 
 class Geometry:
     """Exact signed distances to every fence's border, for arrays of (fence, point) pairs."""
 
     def __init__(self, shapes: Sequence[FenceShape]) -> None:
         n = len(shapes)
-        self.kind = np.zeros(n, dtype=np.int8)
         self.lng0 = np.array([s.center_lng for s in shapes], dtype=np.float64)
         self.lat0 = np.array([s.center_lat for s in shapes], dtype=np.float64)
         self.kx = DEG_M * np.cos(np.radians(self.lat0))
         self.ky = np.full(n, DEG_M)
-        self.radius = np.zeros(n)
-        self.reach = np.zeros(n)  # farthest border point from the centre, metres
-        self.bucket = np.full(n, -1, dtype=np.int64)  # which edge table holds the polygon
-        self.row = np.zeros(n, dtype=np.int64)  # its row there
-        self.big: dict[int, tuple[BaseGeometry, BaseGeometry]] = {}
+        circle = np.array([s.kind == "circle" and s.radius_m is not None for s in shapes],
+                          dtype=bool)
+        self.kind = np.where(circle, _CIRCLE, _POLYGON).astype(np.int8)
+        self.radius = np.array([s.radius_m if c else 0.0 for s, c in zip(shapes, circle,
+                                                                        strict=True)])
         self.local: list[BaseGeometry | None] = [None] * n
-        segments: dict[int, list[NDArray[np.float64]]] = {w: [] for w in EDGE_WIDTHS}
-        for i, s in enumerate(shapes):
-            if s.kind == "circle" and s.radius_m is not None:
-                self.kind[i] = _CIRCLE
-                self.radius[i] = s.radius_m
-                self.reach[i] = s.radius_m
-                continue
-            local = to_local_metres(s.area, s.center_lng, s.center_lat)
-            self.local[i] = local
-            self.reach[i] = float(np.hypot(*shapely.get_coordinates(local).T).max())
-            rings = shapely.get_rings(shapely.get_parts(local))
-            seg = np.concatenate([_ring_segments(r) for r in rings])
-            if len(seg) > VECTOR_EDGE_LIMIT:
-                self.kind[i] = _BIG_POLYGON
-                shapely.prepare(local)
-                self.big[i] = (local, local.boundary)
-                continue
-            self.kind[i] = _POLYGON
-            b = int(np.searchsorted(EDGE_WIDTHS, len(seg)))
-            width = EDGE_WIDTHS[b]
-            self.bucket[i], self.row[i] = b, len(segments[width])
-            # Padding edges have zero length at the last vertex: a distance to a real vertex,
-            # and never a crossing.
-            pad = np.tile([seg[-1, 0] + seg[-1, 2], seg[-1, 1] + seg[-1, 3], 0.0, 0.0],
-                          (width - len(seg), 1))
-            segments[width].append(np.vstack((seg, pad)))
-        # One table per width, shape (polygons, width, 7): a polygon's edges (ax, ay, dx, dy,
-        # 1/len², ay+dy, dx/dy) are contiguous, so gathering a pair's edges touches a few cache
-        # lines even when the table holds 100 k fences.
-        self.tables: list[NDArray[np.float64]] = []
-        for width in EDGE_WIDTHS:
-            blocks = segments[width]
-            seg = np.stack(blocks) if blocks else np.zeros((0, width, 4))
-            dx, dy = seg[:, :, 2], seg[:, :, 3]
-            len2 = dx**2 + dy**2
-            inv_len2 = np.divide(1.0, len2, out=np.zeros_like(len2), where=len2 > 0)
-            # x of the crossing with a horizontal line = ax + (y - ay) * dx/dy; only used where
-            # the edge spans that y, hence dy != 0.
-            slope = np.divide(dx, dy, out=np.zeros_like(len2), where=dy != 0)
-            self.tables.append(np.ascontiguousarray(
-                np.concatenate((seg, np.stack((inv_len2, seg[:, :, 1] + dy, slope), axis=2)),
-                               axis=2)))
+        polygons = np.flatnonzero(~circle)
+        for i in polygons.tolist():
+            s = shapes[i]
+            self.local[i] = to_local_metres(s.area, s.center_lng, s.center_lat)
+        self._edges(polygons)
         lat0_rad = np.radians(self.lat0)
         # Everything the exact tests read about a fence, in one 64-byte row: one cache line per
         # (ping, fence) pair instead of one per array.
@@ -108,15 +78,83 @@ class Geometry:
             np.cos(lat0_rad), self.radius,
         )))
 
-    def signed_distance(self, f: I32, lat: F64, lng: F64) -> tuple[Bools, F64]:
-        """(inside, signed distance in metres) of each point to its fence's border."""
+    def _edges(self, polygons: I64) -> None:
+        """The edge table of every polygon: all in one pass over their coordinates."""
+        n = len(self.kind)
+        self.reach = self.radius.copy()  # farthest border point from the centre, metres
+        self.first_edge = np.zeros(n, dtype=np.int64)
+        self.edge_count = np.zeros(n, dtype=np.int64)
+        locals_ = np.array([self.local[i] for i in polygons.tolist()], dtype=object)
+        oriented = shapely.orient_polygons(locals_, exterior_cw=False)
+        parts, part_of = shapely.get_parts(oriented, return_index=True)
+        rings, ring_of = shapely.get_rings(parts, return_index=True)
+        xy, point_of = shapely.get_coordinates(rings, return_index=True)
+        ring_fence = polygons[part_of[ring_of]] if len(polygons) else np.zeros(0, np.int64)
+        if len(xy):
+            np.maximum.at(self.reach, ring_fence[point_of], np.hypot(xy[:, 0], xy[:, 1]))
+        # An edge joins consecutive points of one ring (rings are closed: last = first);
+        # zero-length edges (repeated points) are left out.
+        joined = point_of[1:] == point_of[:-1]
+        a, b = xy[:-1][joined], xy[1:][joined]
+        d = b - a
+        len2 = d[:, 0] ** 2 + d[:, 1] ** 2
+        real = len2 > 0
+        a, d, len2 = a[real], d[real], len2[real]
+        ring = point_of[:-1][joined][real]
+        fence = ring_fence[ring]
+        m = len(a)
+        # Each edge's neighbours around its ring (cyclic).
+        idx = np.arange(m)
+        new_ring = np.ones(m, dtype=bool)
+        new_ring[1:] = ring[1:] != ring[:-1]
+        ring_first = np.flatnonzero(new_ring)
+        ring_len = np.diff(np.append(ring_first, m))
+        first = np.repeat(ring_first, ring_len)
+        last = first + np.repeat(ring_len, ring_len) - 1
+        prev = np.where(idx == first, last, idx - 1)
+        nxt = np.where(idx == last, first, idx + 1)
+        # (ax, ay, dx, dy, 1/len²): what every (pair, edge) element reads, in one 40-byte row.
+        self.edge = np.ascontiguousarray(np.column_stack((a, d, 1.0 / len2)))
+        # What the nearest edge's vote reads: the directions of the edges before and after it,
+        # and whether its start vertex turns left (convex; straight counts as convex).
+        self.prev_d = d[prev]
+        self.next_d = d[nxt]
+        self.convex_start = d[prev, 0] * d[:, 1] - d[prev, 1] * d[:, 0] >= 0
+        self.convex_end = self.convex_start[nxt]
+        if m:
+            starts = np.flatnonzero(np.append(True, fence[1:] != fence[:-1]))
+            self.first_edge[fence[starts]] = starts
+            self.edge_count[fence[starts]] = np.diff(np.append(starts, m))
+
+    @property
+    def nbytes(self) -> int:
+        return int(self.edge.nbytes + self.prev_d.nbytes + self.next_d.nbytes
+                   + self.convex_start.nbytes + self.convex_end.nbytes + self.frame.nbytes)
+
+    def all_edges(self, f: I32) -> tuple[I64, I64]:
+        """(counts, edge ids) of every edge of each pair's fence (CSR; circles have none)."""
+        counts = self.edge_count[f]
+        return counts, ragged(self.first_edge[f], counts)
+
+    def local_xy(self, f: I32, lat: F64, lng: F64) -> tuple[F64, F64]:
+        """Points in their fence's local metric frame."""
+        fr = self.frame[f]
+        return short_way(lng - fr[:, 1]) * fr[:, 2], (lat - fr[:, 0]) * fr[:, 3]
+
+    def signed_distance(
+        self, f: I32, lat: F64, lng: F64, edges: tuple[I64, I64] | None = None,
+    ) -> tuple[Bools, F64]:
+        """(inside, signed distance in metres) of each point to its fence's border.
+
+        `edges` may give, per polygon pair, the edges among which its nearest is (CSR counts and
+        ids, as `candidate_edges` keeps them); by default every edge of the fence.
+        """
         inside = np.zeros(len(f), dtype=bool)
         dist = np.zeros(len(f))
         kind = self.kind[f]
-        frame = self.frame[f]
         circ = np.flatnonzero(kind == _CIRCLE)
         if len(circ):
-            fr = frame[circ]
+            fr = self.frame[f[circ]]
             p = np.radians(lat[circ])
             h = np.sin((p - fr[:, 4]) * 0.5) ** 2 + np.cos(p) * fr[:, 6] * (
                 np.sin((np.radians(lng[circ]) - fr[:, 5]) * 0.5) ** 2)
@@ -125,55 +163,79 @@ class Geometry:
             dist[circ] = centre - fr[:, 7]
         poly = np.flatnonzero(kind == _POLYGON)
         if len(poly):
-            fp = f[poly]
-            fr = frame[poly]
-            x = short_way(lng[poly] - fr[:, 1]) * fr[:, 2]
-            y = (lat[poly] - fr[:, 0]) * fr[:, 3]
-            ins, d = self._polygon_kernel(fp, x, y)
+            if edges is None:
+                counts, ids = self.all_edges(f[poly])
+            else:
+                counts, ids = edges
+            x, y = self.local_xy(f[poly], lat[poly], lng[poly])
+            ins, d, _ = self.nearest_edge(x, y, counts, ids)
             inside[poly] = ins
             dist[poly] = d
-        big = np.flatnonzero(kind == _BIG_POLYGON) if self.big else np.zeros(0, dtype=np.int64)
-        if len(big):
-            fb = f[big]
-            for fence in np.unique(fb).tolist():
-                at = big[fb == fence]
-                x = short_way(lng[at] - self.lng0[fence]) * self.kx[fence]
-                y = (lat[at] - self.lat0[fence]) * self.ky[fence]
-                area, border = self.big[fence]
-                ins = shapely.contains_xy(area, x, y)
-                d = shapely.distance(border, shapely.points(x, y))
-                inside[at] = ins
-                dist[at] = np.where(ins, -d, d)
         return inside, dist
 
-    def _polygon_kernel(self, f: I32, x: F64, y: F64) -> tuple[Bools, F64]:
-        inside = np.empty(len(f), dtype=bool)
-        dist = np.empty(len(f))
-        bucket = self.bucket[f]
-        for b in np.unique(bucket).tolist():
-            pairs = np.flatnonzero(bucket == b)
-            table = self.tables[b]
-            step = max(1, KERNEL_CHUNK // EDGE_WIDTHS[b])
-            for lo in range(0, len(pairs), step):
-                at = pairs[lo:lo + step]
-                rows = self.row[f[at]]
-                # Edge-major (7, width, pairs): reductions over edges become a few elementwise
-                # operations on long rows, far faster in numpy than short inner axes.
-                block = np.ascontiguousarray(table[rows].transpose(2, 1, 0))
-                ax, ay, dx, dy, inv_len2, by, slope = block
-                px, py = x[at], y[at]
-                rx, ry = px - ax, py - ay
-                t = np.clip((rx * dx + ry * dy) * inv_len2, 0.0, 1.0)
-                qx, qy = rx - t * dx, ry - t * dy
-                d = np.sqrt(np.minimum.reduce(qx * qx + qy * qy, axis=0))
-                crosses = ((ay > py) != (by > py)) & (rx < (py - ay) * slope)
-                odd = np.bitwise_xor.reduce(crosses, axis=0)
-                inside[at] = odd
-                dist[at] = np.where(odd, -d, d)
-        return inside, dist
+    def nearest_edge(
+        self, x: F64, y: F64, counts: I64, ids: I64, keep_within: F64 | None = None,
+    ) -> tuple[Bools, F64, I64]:
+        """(inside, signed distance, kept) of local points to the nearest of their edges.
 
+        Pair i reads edges ids[sum(counts[:i]) : sum(counts[:i + 1])] (at least one). With
+        `keep_within`, `kept` is the element positions (into `ids`) of the edges within
+        |distance| + keep_within[i] of each point, in order; otherwise empty.
+        """
+        n = len(x)
+        inside = np.zeros(n, dtype=bool)
+        dist = np.zeros(n)
+        kept_parts = []
+        ends = np.cumsum(counts)
+        # Chunks of whole pairs, about KERNEL_CHUNK elements each.
+        cuts = np.searchsorted(ends, np.arange(KERNEL_CHUNK, int(ends[-1]) if n else 0,
+                                               KERNEL_CHUNK), side="right")
+        bounds = np.unique(np.concatenate(([0], cuts, [n])))
+        for p0, p1 in zip(bounds[:-1].tolist(), bounds[1:].tolist(), strict=True):
+            if p0 == p1:
+                continue
+            e0 = int(ends[p0 - 1]) if p0 else 0
+            c = counts[p0:p1]
+            e = ids[e0:int(ends[p1 - 1])]
+            pair = np.repeat(np.arange(p1 - p0), c)
+            row = self.edge[e]
+            rx = x[p0:p1][pair] - row[:, 0]
+            ry = y[p0:p1][pair] - row[:, 1]
+            dx, dy = row[:, 2], row[:, 3]
+            t = np.clip((rx * dx + ry * dy) * row[:, 4], 0.0, 1.0)
+            qx, qy = rx - t * dx, ry - t * dy
+            d2 = qx * qx + qy * qy
+            seg = np.concatenate(([0], np.cumsum(c)[:-1]))
+            best = np.minimum.reduceat(d2, seg)
+            near = np.flatnonzero(d2 == best[pair])
+            vote = self._vote(e[near], rx[near], ry[near], t[near])
+            ins = np.zeros(p1 - p0, dtype=bool)
+            ins[pair[near[vote]]] = True
+            d = np.sqrt(best)
+            inside[p0:p1] = ins
+            dist[p0:p1] = np.where(ins, -d, d)
+            if keep_within is not None:
+                reach = d + keep_within[p0:p1]
+                kept_parts.append(e0 + np.flatnonzero(d2 <= (reach * reach)[pair]))
+        kept = np.concatenate(kept_parts) if kept_parts else np.zeros(0, dtype=np.int64)
+        return inside, dist, kept
 
-def _ring_segments(ring: BaseGeometry) -> NDArray[np.float64]:
-    xy = shapely.get_coordinates(ring)
-    return np.column_stack((xy[:-1], xy[1:] - xy[:-1]))
-
+    def _vote(self, e: I64, rx: F64, ry: F64, t: F64) -> Bools:
+        """Whether a point is inside, from its nearest edge e (r = point - edge start)."""
+        dx, dy = self.edge[e, 2], self.edge[e, 3]
+        left = dx * ry - dy * rx > 0
+        at_start, at_end = t <= 0.0, t >= 1.0
+        out: Bools = left.copy()
+        s = np.flatnonzero(at_start)
+        if len(s):
+            pd = self.prev_d[e[s]]
+            before = pd[:, 0] * ry[s] - pd[:, 1] * rx[s] > 0
+            out[s] = np.where(self.convex_start[e[s]], before & left[s], before | left[s])
+        s = np.flatnonzero(at_end)
+        if len(s):
+            vx, vy = rx[s] - dx[s], ry[s] - dy[s]  # from the end vertex
+            nd = self.next_d[e[s]]
+            here = dx[s] * vy - dy[s] * vx > 0
+            after = nd[:, 0] * vy - nd[:, 1] * vx > 0
+            out[s] = np.where(self.convex_end[e[s]], here & after, here | after)
+        return out

@@ -125,7 +125,7 @@ class FenceIndex:
         return int(
             self._table.nbytes + self._starts.nbytes + self._entry_fence.nbytes
             + self._entry_lo.nbytes + self._entry_hi.nbytes
-            + sum(t.nbytes for t in self._geometry.tables)
+            + self._geometry.nbytes
         )
 
     def match(
