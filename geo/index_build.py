@@ -31,7 +31,7 @@ from geo.cells import (
     polyfill,
 )
 from geo.fences import FenceShape, from_local_metres, within_world
-from geo.index_geometry import DEG_M, Geometry, haversine_array
+from geo.index_geometry import DEG_M, Geometry, haversine_array, ragged
 from geo.index_types import F64, I32, I64
 
 # H3 cells vary in size (smoothly, by < 1 % across a 25 km² fence) and their edges are
@@ -50,6 +50,38 @@ FINE_BAND_M = 25.0
 RADII_REGION_RES = 5
 
 
+# Pairs per pass of the bounds computation (each reads up to all its fence's edges).
+BOUNDS_CHUNK = 20_000
+
+
+@dataclass(frozen=True, slots=True)
+class Edges:
+    """Per (cell, fence) pair, the polygon edges that can be nearest to a point of the cell
+    (CSR: pair i's are ids[start[i]:start[i] + count[i]]; none for circles and deep cells)."""
+
+    count: I64
+    ids: NDArray[np.int32]
+
+    @property
+    def start(self) -> I64:
+        out: I64 = np.cumsum(self.count) - self.count
+        return out
+
+    def take(self, pairs: I64) -> Edges:
+        """The edges of these pairs, in this order."""
+        count = self.count[pairs]
+        return Edges(count, self.ids[ragged(self.start[pairs], count)])
+
+    @staticmethod
+    def none(n: int) -> Edges:
+        return Edges(np.zeros(n, dtype=np.int64), np.zeros(0, dtype=np.int32))
+
+    @staticmethod
+    def join(parts: Sequence[Edges]) -> Edges:
+        return Edges(np.concatenate([p.count for p in parts]),
+                     np.concatenate([p.ids for p in parts]))
+
+
 @dataclass(frozen=True, slots=True)
 class Tables:
     """A built index's arrays: the cell table, and per cell row its (fence, lo, hi) entries."""
@@ -60,6 +92,7 @@ class Tables:
     entry_fence: I32
     entry_lo: NDArray[np.float32]
     entry_hi: NDArray[np.float32]
+    entry_edges: Edges  # the edges an exact test of the entry reads
     levels: list[int]  # the resolutions present, finest first
 
 
@@ -86,28 +119,35 @@ def build_tables(shapes: Sequence[FenceShape], resolution: int, max_margin_m: fl
     within = haversine_array(lat, lng, geometry.lat0[cand_fence],
                              geometry.lng0[cand_fence]) <= reach[cand_fence]
     cand, cand_fence, lat, lng = cand[within], cand_fence[within], lat[within], lng[within]
-    lo, hi = _bounds(geometry, lat, lng, cand_fence, rho_coarse)
+    lo, hi, edges = _bounds(geometry, lat, lng, cand_fence, rho_coarse, None)
     near = lo <= max_margin_m
     deep = near & (hi <= -max_margin_m)
     split = near & ~deep & (lo <= FINE_BAND_M) & (coarse < resolution)
-    exact = near & ~deep & ~split
+    exact = np.flatnonzero(near & ~deep & ~split)
 
     cell_parts = [cand[exact]]
     fence_parts = [cand_fence[exact]]
     lo_parts, hi_parts = [lo[exact]], [hi[exact]]
+    edge_parts = [edges.take(exact)]
     deep_parts = [(cand[deep], cand_fence[deep])]
-    if split.any():
-        kids, per_cell = children(cand[split], resolution)
-        kid_fence = np.repeat(cand_fence[split], per_cell)
+    for part in np.array_split(np.flatnonzero(split), max(1, -(-int(split.sum()) // BOUNDS_CHUNK))):
+        if not len(part):
+            continue
+        kids, per_cell = children(cand[part], resolution)
+        parent = np.repeat(part, per_cell)
+        kid_fence = cand_fence[parent]
         klat, klng = cell_centres(kids)
-        klo, khi = _bounds(geometry, klat, klng, kid_fence, rho_fine)
+        # A kid's nearest edges are among its parent's (computed for any point of the parent).
+        klo, khi, kedges = _bounds(geometry, klat, klng, kid_fence, rho_fine,
+                                   edges.take(parent))
         knear = klo <= max_margin_m
         kdeep = knear & (khi <= -max_margin_m)
-        kexact = knear & ~kdeep
+        kexact = np.flatnonzero(knear & ~kdeep)
         cell_parts.append(kids[kexact])
         fence_parts.append(kid_fence[kexact])
         lo_parts.append(klo[kexact])
         hi_parts.append(khi[kexact])
+        edge_parts.append(kedges.take(kexact))
         deep_parts.append((kids[kdeep], kid_fence[kdeep]))
     for deep_cells, deep_fence in deep_parts:
         if not len(deep_cells):
@@ -120,6 +160,7 @@ def build_tables(shapes: Sequence[FenceShape], resolution: int, max_margin_m: fl
             # Deep cells only ever answer "inside by at least the margin".
             lo_parts.append(np.full(len(packed), -np.inf))
             hi_parts.append(np.full(len(packed), -max_margin_m))
+            edge_parts.append(Edges.none(len(packed)))
     entry_cell = np.concatenate(cell_parts)
     order = np.argsort(entry_cell, kind="stable")
     entry_cell = entry_cell[order]
@@ -141,6 +182,7 @@ def build_tables(shapes: Sequence[FenceShape], resolution: int, max_margin_m: fl
         np.concatenate(fence_parts)[order].astype(np.int32),
         entry_lo,
         entry_hi,
+        Edges.join(edge_parts).take(order),
         sorted(set(levels) | {resolution}, reverse=True),
     )
 
@@ -224,12 +266,40 @@ def _radii(coarse_cell: int, fine: int) -> tuple[float, float, float]:
 
 
 def _bounds(
-    geometry: Geometry, lat: F64, lng: F64, fence: I32, rho: F64,
-) -> tuple[F64, F64]:
+    geometry: Geometry, lat: F64, lng: F64, fence: I32, rho: F64, edges: Edges | None,
+) -> tuple[F64, F64, Edges]:
     """Bounds (lo, hi) on the signed distance to each fence of any point of each cell, from the
-    cells' centres (lat, lng)."""
-    _, d = geometry.signed_distance(fence, lat, lng)
-    return d - rho[fence], d + rho[fence]
+    cells' centres (lat, lng), and the edges that can be nearest to a point of each cell: within
+    |d| + 2 rho of the centre (a point of the cell is within rho of it, so its nearest edge is
+    within |d| + rho of it, hence within |d| + 2 rho of the centre). `edges` (default: all of
+    the fence's) holds each pair's nearest edge."""
+    n = len(fence)
+    d = np.zeros(n)
+    counts = np.zeros(n, dtype=np.int64)
+    kept_ids = []
+    for p0 in range(0, n, BOUNDS_CHUNK):
+        at = slice(p0, min(n, p0 + BOUNDS_CHUNK))
+        f = fence[at]
+        circle = geometry.kind[f] == 0
+        ci = np.flatnonzero(circle)
+        if len(ci):
+            _, d[p0 + ci] = geometry.signed_distance(f[ci], lat[at][ci], lng[at][ci])
+        poly = np.flatnonzero(~circle)
+        if not len(poly):
+            continue
+        if edges is None:
+            pc, pids = geometry.all_edges(f[poly])
+        else:
+            sub = edges.take(p0 + poly)
+            pc, pids = sub.count, sub.ids.astype(np.int64)
+        x, y = geometry.local_xy(f[poly], lat[at][poly], lng[at][poly])
+        _, dp, kept = geometry.nearest_edge(x, y, pc, pids, 2.0 * rho[f[poly]])
+        d[p0 + poly] = dp
+        pair = np.repeat(np.arange(len(poly)), pc)
+        counts[p0 + poly] = np.bincount(pair[kept], minlength=len(poly))
+        kept_ids.append(pids[kept].astype(np.int32))
+    ids = np.concatenate(kept_ids) if kept_ids else np.zeros(0, dtype=np.int32)
+    return d - rho[fence], d + rho[fence], Edges(counts, ids)
 
 
 def _to_h3shape(area: BaseGeometry) -> h3.H3Shape:

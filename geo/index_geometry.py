@@ -18,13 +18,17 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 import shapely
+from numpy.typing import NDArray
 from shapely.geometry.base import BaseGeometry
 
 from geo.fences import EARTH_RADIUS_M, FenceShape, short_way, to_local_metres
 from geo.index_types import F64, I32, I64, Bools
+
+Ids = NDArray[np.signedinteger[Any]]  # edge ids, int32 or int64
 
 # (pair, edge) elements per numpy pass: bounds the kernel's temporary memory to ~40 MB.
 KERNEL_CHUNK = 400_000
@@ -113,8 +117,10 @@ class Geometry:
         last = first + np.repeat(ring_len, ring_len) - 1
         prev = np.where(idx == first, last, idx - 1)
         nxt = np.where(idx == last, first, idx + 1)
-        # (ax, ay, dx, dy, 1/len²): what every (pair, edge) element reads, in one 40-byte row.
-        self.edge = np.ascontiguousarray(np.column_stack((a, d, 1.0 / len2)))
+        # (ax, ay, dx, dy, 1/len²): what every (pair, edge) element reads, a contiguous array each.
+        self.edge_columns = (np.ascontiguousarray(a[:, 0]), np.ascontiguousarray(a[:, 1]),
+                             np.ascontiguousarray(d[:, 0]), np.ascontiguousarray(d[:, 1]),
+                             1.0 / len2)
         # What the nearest edge's vote reads: the directions of the edges before and after it,
         # and whether its start vertex turns left (convex; straight counts as convex).
         self.prev_d = d[prev]
@@ -128,8 +134,9 @@ class Geometry:
 
     @property
     def nbytes(self) -> int:
-        return int(self.edge.nbytes + self.prev_d.nbytes + self.next_d.nbytes
-                   + self.convex_start.nbytes + self.convex_end.nbytes + self.frame.nbytes)
+        return int(sum(c.nbytes for c in self.edge_columns) + self.prev_d.nbytes
+                   + self.next_d.nbytes + self.convex_start.nbytes + self.convex_end.nbytes
+                   + self.frame.nbytes)
 
     def all_edges(self, f: I32) -> tuple[I64, I64]:
         """(counts, edge ids) of every edge of each pair's fence (CSR; circles have none)."""
@@ -142,7 +149,7 @@ class Geometry:
         return short_way(lng - fr[:, 1]) * fr[:, 2], (lat - fr[:, 0]) * fr[:, 3]
 
     def signed_distance(
-        self, f: I32, lat: F64, lng: F64, edges: tuple[I64, I64] | None = None,
+        self, f: I32, lat: F64, lng: F64, edges: tuple[I64, Ids] | None = None,
     ) -> tuple[Bools, F64]:
         """(inside, signed distance in metres) of each point to its fence's border.
 
@@ -174,7 +181,7 @@ class Geometry:
         return inside, dist
 
     def nearest_edge(
-        self, x: F64, y: F64, counts: I64, ids: I64, keep_within: F64 | None = None,
+        self, x: F64, y: F64, counts: I64, ids: Ids, keep_within: F64 | None = None,
     ) -> tuple[Bools, F64, I64]:
         """(inside, signed distance, kept) of local points to the nearest of their edges.
 
@@ -198,17 +205,31 @@ class Geometry:
             c = counts[p0:p1]
             e = ids[e0:int(ends[p1 - 1])]
             pair = np.repeat(np.arange(p1 - p0), c)
-            row = self.edge[e]
-            rx = x[p0:p1][pair] - row[:, 0]
-            ry = y[p0:p1][pair] - row[:, 1]
-            dx, dy = row[:, 2], row[:, 3]
-            t = np.clip((rx * dx + ry * dy) * row[:, 4], 0.0, 1.0)
-            qx, qy = rx - t * dx, ry - t * dy
-            d2 = qx * qx + qy * qy
+            # One contiguous gather per edge field, then in-place arithmetic: twice as fast as
+            # reading strided columns of gathered rows.
+            ax, ay, dx, dy, inv_len2 = (column.take(e) for column in self.edge_columns)
+            px, py = x[p0:p1], y[p0:p1]
+            rx = px.take(pair)
+            rx -= ax
+            ry = py.take(pair)
+            ry -= ay
+            t = rx * dx
+            t += ry * dy
+            t *= inv_len2
+            np.clip(t, 0.0, 1.0, out=t)
+            dx *= t
+            dy *= t
+            rx -= dx
+            ry -= dy
+            rx *= rx
+            ry *= ry
+            rx += ry
+            d2 = rx
             seg = np.concatenate(([0], np.cumsum(c)[:-1]))
             best = np.minimum.reduceat(d2, seg)
-            near = np.flatnonzero(d2 == best[pair])
-            vote = self._vote(e[near], rx[near], ry[near], t[near])
+            near = np.flatnonzero(d2 == best.take(pair))
+            en, pn = e[near], pair[near]
+            vote = self._vote(en, px[pn] - ax[near], py[pn] - ay[near])
             ins = np.zeros(p1 - p0, dtype=bool)
             ins[pair[near[vote]]] = True
             d = np.sqrt(best)
@@ -220,9 +241,10 @@ class Geometry:
         kept = np.concatenate(kept_parts) if kept_parts else np.zeros(0, dtype=np.int64)
         return inside, dist, kept
 
-    def _vote(self, e: I64, rx: F64, ry: F64, t: F64) -> Bools:
+    def _vote(self, e: Ids, rx: F64, ry: F64) -> Bools:
         """Whether a point is inside, from its nearest edge e (r = point - edge start)."""
-        dx, dy = self.edge[e, 2], self.edge[e, 3]
+        _, _, dx, dy, inv_len2 = (column.take(e) for column in self.edge_columns)
+        t = (rx * dx + ry * dy) * inv_len2
         left = dx * ry - dy * rx > 0
         at_start, at_end = t <= 0.0, t >= 1.0
         out: Bools = left.copy()

@@ -11,17 +11,14 @@ from types import MappingProxyType
 from uuid import UUID
 
 import numpy as np
-from numpy.typing import NDArray
 
-from geo.cells import Cells, CellTable, cells_of, parents_of
-from geo.index_build import build_tables
-from geo.index_geometry import Geometry
+from geo.cells import Cells, cells_of, parents_of
+from geo.index_build import Tables, build_tables
+from geo.index_geometry import ragged
 from geo.index_types import (
     DEFAULT_MAX_MARGIN_M,
     DEFAULT_RESOLUTION,
     F64,
-    I32,
-    I64,
     FenceMatches,
     IndexedFence,
 )
@@ -31,38 +28,30 @@ class FenceIndex:
     """An immutable index of the enabled fences; see the module docstring."""
 
     __slots__ = (
-        "_by_id", "_entry_fence", "_entry_hi", "_entry_lo", "_fence_map", "_fences", "_geometry",
-        "_ids",
-        "_levels", "_starts", "_table", "max_margin_m", "resolution", "version",
+        "_by_id", "_edge_count", "_edge_ids", "_edge_start", "_entry_fence", "_entry_hi",
+        "_entry_lo", "_fence_map", "_fences", "_geometry", "_ids", "_levels", "_starts",
+        "_table", "max_margin_m", "resolution", "version",
     )
 
     def __init__(
-        self,
-        fences: list[IndexedFence],
-        geometry: Geometry,
-        table: CellTable,
-        starts: I64,
-        entry_fence: I32,
-        entry_lo: NDArray[np.float32],
-        entry_hi: NDArray[np.float32],
-        levels: list[int],
-        *,
-        resolution: int,
-        max_margin_m: float,
-        version: int,
+        self, fences: list[IndexedFence], tables: Tables, *, resolution: int,
+        max_margin_m: float, version: int,
     ) -> None:
         """Assemble a built index; call `FenceIndex.build` instead."""
         self._fences = fences
         self._ids = [f.fence_id for f in fences]
         self._by_id = {fid: i for i, fid in enumerate(self._ids)}
         self._fence_map = MappingProxyType({f.fence_id: f for f in fences})
-        self._geometry = geometry
-        self._table = table
-        self._starts = starts
-        self._entry_fence = entry_fence
-        self._entry_lo = entry_lo
-        self._entry_hi = entry_hi
-        self._levels = levels
+        self._geometry = tables.geometry
+        self._table = tables.table
+        self._starts = tables.starts
+        self._entry_fence = tables.entry_fence
+        self._entry_lo = tables.entry_lo
+        self._entry_hi = tables.entry_hi
+        self._edge_count = tables.entry_edges.count.astype(np.int32)
+        self._edge_start = tables.entry_edges.start
+        self._edge_ids = tables.entry_edges.ids
+        self._levels = tables.levels
         self.resolution = resolution
         self.max_margin_m = max_margin_m
         self.version = version
@@ -85,21 +74,8 @@ class FenceIndex:
         if len({f.fence_id for f in kept}) != len(kept):
             raise ValueError("fence ids must be unique")
         tables = build_tables([f.shape for f in kept], resolution, max_margin_m)
-        return cls(
-            kept,
-            tables.geometry,
-            tables.table,
-            tables.starts,
-            tables.entry_fence,
-            tables.entry_lo,
-            tables.entry_hi,
-            tables.levels,
-            resolution=resolution,
-            max_margin_m=float(max_margin_m),
-            version=version,
-        )
-
-    # --- queries -------------------------------------------------------------------------------
+        return cls(kept, tables, resolution=resolution, max_margin_m=float(max_margin_m),
+                   version=version)
 
     def __len__(self) -> int:
         return len(self._fences)
@@ -125,7 +101,8 @@ class FenceIndex:
         return int(
             self._table.nbytes + self._starts.nbytes + self._entry_fence.nbytes
             + self._entry_lo.nbytes + self._entry_hi.nbytes
-            + self._geometry.nbytes
+            + self._geometry.nbytes + self._edge_count.nbytes + self._edge_start.nbytes
+            + self._edge_ids.nbytes
         )
 
     def match(
@@ -174,7 +151,12 @@ class FenceIndex:
         exact = np.flatnonzero(~deep)
         if len(exact):
             pe = ping[exact]
-            ins, d = self._geometry.signed_distance(fence[exact], lat[pe], lng[pe])
+            fe, ee = fence[exact], entry[exact]
+            # Polygons read only the edges their cell's entry keeps (see geo.index_geometry).
+            ee = ee[self._geometry.kind[fe] != 0]
+            count = self._edge_count[ee].astype(np.int64)
+            ids = self._edge_ids[ragged(self._edge_start[ee], count)]
+            ins, d = self._geometry.signed_distance(fe, lat[pe], lng[pe], (count, ids))
             inside[exact] = ins
             dist[exact] = d
         keep = dist <= margin
