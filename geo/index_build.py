@@ -7,7 +7,6 @@ to the fence's border, conservative everywhere (see `geo.index` for how queries 
 from __future__ import annotations
 
 import functools
-import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -22,7 +21,7 @@ from geo.cells import (
     Cells,
     CellTable,
     cell_centres,
-    cell_of,
+    cells_of,
     children,
     circumradius_m,
     compact,
@@ -46,7 +45,8 @@ DISK_COVER_LIMIT_M = 800.0
 # most pings ask for margins of about this much (geo.presence.match_margin_m gives 25 m to every
 # fix accurate to 25 m or better).
 FINE_BAND_M = 25.0
-# Cell radii are measured once per cell of this resolution (see `_radii`).
+# Cell radii are measured once per cell of this resolution (see `_region_radii`): H3 cell sizes
+# vary smoothly, by far less than CELL_RADIUS_SAFETY across such a region (~250 km²).
 RADII_REGION_RES = 5
 
 
@@ -92,7 +92,10 @@ class Tables:
     entry_fence: I32
     entry_lo: NDArray[np.float32]
     entry_hi: NDArray[np.float32]
-    entry_edges: Edges  # the edges an exact test of the entry reads
+    # The edges an exact test of entry i reads: edge_ids[edge_start[i]:][:edge_count[i]].
+    edge_count: NDArray[np.int32]
+    edge_start: I64
+    edge_ids: NDArray[np.int32]
     levels: list[int]  # the resolutions present, finest first
 
 
@@ -104,8 +107,7 @@ def build_tables(shapes: Sequence[FenceShape], resolution: int, max_margin_m: fl
     # border (or deeper) are split to `resolution`, whose tighter bounds spare most pings an
     # exact test; the outer ring stays coarse, as only wide (inaccurate) margins look there.
     coarse = max(0, resolution - 1)
-    covers = [_cover(shape, geometry, i, coarse, resolution, max_margin_m)
-              for i, shape in enumerate(shapes)]
+    covers = _covers(shapes, geometry, coarse, resolution, max_margin_m)
     rho_coarse = np.array([c.rho_coarse for c in covers])
     rho_fine = np.array([c.rho_fine for c in covers])
     counts = np.fromiter((len(c.cells) for c in covers), dtype=np.int64, count=len(shapes))
@@ -114,7 +116,7 @@ def build_tables(shapes: Sequence[FenceShape], resolution: int, max_margin_m: fl
     # A cover is a disk of whole cells (or a fill of a grown area), most of which lie beyond
     # reach: a cell whose centre is farther from the fence's centre than `reach` cannot hold a
     # point within the widest margin, and is dropped before any exact geometry.
-    lat, lng = cell_centres(cand)
+    lat, lng = _centres(cand)
     reach = np.array([c.reach_m for c in covers])
     within = haversine_array(lat, lng, geometry.lat0[cand_fence],
                              geometry.lng0[cand_fence]) <= reach[cand_fence]
@@ -136,7 +138,7 @@ def build_tables(shapes: Sequence[FenceShape], resolution: int, max_margin_m: fl
         kids, per_cell = children(cand[part], resolution)
         parent = np.repeat(part, per_cell)
         kid_fence = cand_fence[parent]
-        klat, klng = cell_centres(kids)
+        klat, klng = _centres(kids)
         # A kid's nearest edges are among its parent's (computed for any point of the parent).
         klo, khi, kedges = _bounds(geometry, klat, klng, kid_fence, rho_fine,
                                    edges.take(parent))
@@ -175,6 +177,7 @@ def build_tables(shapes: Sequence[FenceShape], resolution: int, max_margin_m: fl
     # Deep cells are not a computed bound but a fact (inside by at least the widest margin):
     # nudged, a query at that margin would run exact geometry deep inside big fences.
     entry_hi[np.isneginf(entry_lo)] = -max_margin_m
+    entry_edges = Edges.join(edge_parts)
     return Tables(
         geometry,
         CellTable(keys, np.arange(len(keys), dtype=np.int32)),
@@ -182,7 +185,9 @@ def build_tables(shapes: Sequence[FenceShape], resolution: int, max_margin_m: fl
         np.concatenate(fence_parts)[order].astype(np.int32),
         entry_lo,
         entry_hi,
-        Edges.join(edge_parts).take(order),
+        entry_edges.count[order].astype(np.int32),
+        entry_edges.start[order],
+        entry_edges.ids,
         sorted(set(levels) | {resolution}, reverse=True),
     )
 
@@ -196,26 +201,45 @@ class _Cover:
     # centre has a point within the margin of the fence
 
 
-def _cover(
-    shape: FenceShape, geometry: Geometry, i: int, coarse: int, fine: int, margin: float,
-) -> _Cover:
-    """Coarse cells covering fence i and everything within `margin` of it, and cell radii
-    (in the fence's local metres, see `_distortion`)."""
-    centre = cell_of(shape.center_lat, shape.center_lng, coarse)
-    edge, rho_coarse, rho_fine = _radii(centre, fine)
-    _, lat_lo, _, lat_hi = shape.area.bounds
+def _covers(
+    shapes: Sequence[FenceShape], geometry: Geometry, coarse: int, fine: int, margin: float,
+) -> list[_Cover]:
+    """Coarse cells covering each fence and everything within `margin` of it, and cell radii
+    (in the fence's local metres, see `_distortion`); all but the grid disks in numpy."""
+    n = len(shapes)
+    if not n:
+        return []
+    centre = cells_of(geometry.lat0, geometry.lng0, coarse)
+    region = parents_of(centre, RADII_REGION_RES) if fine > RADII_REGION_RES else centre
+    distinct, at = np.unique(region, return_inverse=True)
+    radii = np.array([_region_radii(int(r), fine) for r in distinct.tolist()]).reshape(-1, 3)[at]
+    edge, rho_coarse, rho_fine = radii[:, 0], radii[:, 1], radii[:, 2]
+    bounds = shapely.bounds(np.array([sh.area for sh in shapes], dtype=object))
     band = (margin + 3.0 * rho_coarse) / DEG_M  # the cover reaches no farther north or south
-    s = _distortion(shape.center_lat, lat_lo - band, lat_hi + band)
+    s = _distortion(geometry.lat0, bounds[:, 1] - band, bounds[:, 3] + band)
     rho_coarse_local, rho_fine_local = rho_coarse * s, rho_fine * s
-    fence_reach = float(geometry.reach[i])
     # A cell with a point within `margin` (local metres) of the fence has its centre within
     # s × (reach + margin) + rho_coarse true metres of the fence's centre.
-    reach = s * (fence_reach + margin) + rho_coarse
-    if reach <= DISK_COVER_LIMIT_M:
-        # Centres of cells k grid steps apart are at least 1.5 edges (= circumradii) apart;
-        # the 5 % allow for the cells' size varying across the disk.
-        k = math.ceil((reach + edge) / (1.5 * edge / 1.05)) + 1
-        return _Cover(disk(centre, k), rho_coarse_local, rho_fine_local, reach)
+    reach = s * (geometry.reach + margin) + rho_coarse
+    # Centres of cells k grid steps apart are at least 1.5 edges (= circumradii) apart; the 5 %
+    # allow for the cells' size varying across the disk.
+    k = np.ceil((reach + edge) / (1.5 * edge / 1.05)).astype(np.int64) + 1
+    covers = []
+    for i in range(n):
+        if reach[i] <= DISK_COVER_LIMIT_M:
+            cells = disk(int(centre[i]), int(k[i]))
+        else:
+            cells = _fill(shapes[i], geometry, i, coarse, margin, float(rho_coarse_local[i]),
+                          float(s[i]))
+        covers.append(_Cover(cells, float(rho_coarse_local[i]), float(rho_fine_local[i]),
+                             float(reach[i])))
+    return covers
+
+
+def _fill(shape: FenceShape, geometry: Geometry, i: int, coarse: int, margin: float,
+          rho_coarse_local: float, s: float) -> Cells:
+    """The cover of a big fence: the coarse cells whose centre lies in the fence grown enough."""
+    fence_reach = float(geometry.reach[i])
     local = geometry.local[i]
     if local is None:  # a circle
         local = shapely.Point(0.0, 0.0).buffer(float(geometry.radius[i]), quad_segs=16)
@@ -225,21 +249,24 @@ def _cover(
     grow = ((margin + rho_coarse_local) * 1.02 + 2.0 + 0.02 * fence_reach
             + (s - 1.0) * (fence_reach + margin))
     area = from_local_metres(shapely.buffer(local, grow), shape.center_lng, shape.center_lat)
-    cells = polyfill(_to_h3shape(within_world(area)), coarse)
-    return _Cover(cells, rho_coarse_local, rho_fine_local, reach)
+    return polyfill(_to_h3shape(within_world(area)), coarse)
 
 
-def _distortion(lat0: float, lat_lo: float, lat_hi: float) -> float:
+def _distortion(lat0: F64, lat_lo: F64, lat_hi: F64) -> F64:
     """How much the local frame around latitude `lat0` may stretch or shrink a distance between
     latitudes `lat_lo` and `lat_hi` (≥ 1): its metres east are true at `lat0` only, and scale
     with cos(latitude) elsewhere. Under 1.001 for a fence of a few km below 60°; it grows
     toward the poles, where cell bounds widen by it so that they stay conservative."""
-    def cos(lat: float) -> float:
-        return math.cos(math.radians(min(90.0, abs(lat))))
+    def cos(lat: F64) -> F64:
+        out: F64 = np.cos(np.radians(np.minimum(90.0, np.abs(lat))))
+        return out
 
-    nearest_equator = 0.0 if lat_lo <= 0.0 <= lat_hi else min(abs(lat_lo), abs(lat_hi))
-    farthest = max(abs(lat_lo), abs(lat_hi))
-    return max(cos(lat0) / max(cos(farthest), 1e-12), cos(nearest_equator) / cos(lat0))
+    nearest_equator = np.where((lat_lo <= 0.0) & (lat_hi >= 0.0), 0.0,
+                               np.minimum(np.abs(lat_lo), np.abs(lat_hi)))
+    farthest = np.maximum(np.abs(lat_lo), np.abs(lat_hi))
+    out: F64 = np.maximum(cos(lat0) / np.maximum(cos(farthest), 1e-12),
+                          cos(nearest_equator) / cos(lat0))
+    return out
 
 
 @functools.lru_cache(maxsize=4096)
@@ -253,16 +280,11 @@ def _region_radii(region: int, fine: int) -> tuple[float, float, float]:
     return edge, rho_coarse * CELL_RADIUS_SAFETY, rho_fine * CELL_RADIUS_SAFETY
 
 
-def _radii(coarse_cell: int, fine: int) -> tuple[float, float, float]:
-    """(coarse edge, coarse radius, fine radius) for cells around `coarse_cell`, with safety.
-
-    Measured once per resolution-5 region (~250 km²): H3 cell sizes vary smoothly, by far less
-    than CELL_RADIUS_SAFETY across such a region.
-    """
-    region = coarse_cell
-    if fine > RADII_REGION_RES:
-        region = int(parents_of(np.array([coarse_cell], dtype=np.uint64), RADII_REGION_RES)[0])
-    return _region_radii(region, fine)
+def _centres(cells: Cells) -> tuple[F64, F64]:
+    """`cell_centres`, each distinct cell asked once: neighbouring fences share most cells."""
+    distinct, at = np.unique(cells, return_inverse=True)
+    lat, lng = cell_centres(distinct)
+    return lat[at], lng[at]
 
 
 def _bounds(

@@ -25,7 +25,7 @@ import shapely
 from numpy.typing import NDArray
 from shapely.geometry.base import BaseGeometry
 
-from geo.fences import EARTH_RADIUS_M, FenceShape, short_way, to_local_metres
+from geo.fences import EARTH_RADIUS_M, FenceShape, short_way
 from geo.index_types import F64, I32, I64, Bools
 
 Ids = NDArray[np.signedinteger[Any]]  # edge ids, int32 or int64
@@ -70,9 +70,15 @@ class Geometry:
                                                                         strict=True)])
         self.local: list[BaseGeometry | None] = [None] * n
         polygons = np.flatnonzero(~circle)
-        for i in polygons.tolist():
-            s = shapes[i]
-            self.local[i] = to_local_metres(s.area, s.center_lng, s.center_lat)
+        # Every polygon into its local frame at once (`geo.fences.to_local_metres`, vectorised).
+        areas = np.array([shapes[i].area for i in polygons.tolist()], dtype=object)
+        xy, owner = shapely.get_coordinates(areas, return_index=True)
+        fence = polygons[owner]
+        xy = np.column_stack((short_way(xy[:, 0] - self.lng0[fence]) * self.kx[fence],
+                              (xy[:, 1] - self.lat0[fence]) * self.ky[fence]))
+        for i, local in zip(polygons.tolist(), shapely.set_coordinates(areas.copy(), xy).tolist(),
+                            strict=True):
+            self.local[i] = local
         self._edges(polygons)
         lat0_rad = np.radians(self.lat0)
         # Everything the exact tests read about a fence, in one 64-byte row: one cache line per

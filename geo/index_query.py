@@ -48,9 +48,9 @@ class FenceIndex:
         self._entry_fence = tables.entry_fence
         self._entry_lo = tables.entry_lo
         self._entry_hi = tables.entry_hi
-        self._edge_count = tables.entry_edges.count.astype(np.int32)
-        self._edge_start = tables.entry_edges.start
-        self._edge_ids = tables.entry_edges.ids
+        self._edge_count = tables.edge_count
+        self._edge_start = tables.edge_start
+        self._edge_ids = tables.edge_ids
         self._levels = tables.levels
         self.resolution = resolution
         self.max_margin_m = max_margin_m
