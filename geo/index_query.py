@@ -28,7 +28,7 @@ class FenceIndex:
     """An immutable index of the enabled fences; see the module docstring."""
 
     __slots__ = (
-        "_by_id", "_edge_count", "_edge_ids", "_edge_start", "_entry_fence", "_entry_hi",
+        "_by_id", "_edge_count", "_edge_start", "_entry_fence", "_entry_hi",
         "_entry_lo", "_fence_map", "_fences", "_geometry", "_ids", "_levels", "_starts",
         "_table", "max_margin_m", "resolution", "version",
     )
@@ -50,7 +50,6 @@ class FenceIndex:
         self._entry_hi = tables.entry_hi
         self._edge_count = tables.edge_count
         self._edge_start = tables.edge_start
-        self._edge_ids = tables.edge_ids
         self._levels = tables.levels
         self.resolution = resolution
         self.max_margin_m = max_margin_m
@@ -102,7 +101,6 @@ class FenceIndex:
             self._table.nbytes + self._starts.nbytes + self._entry_fence.nbytes
             + self._entry_lo.nbytes + self._entry_hi.nbytes
             + self._geometry.nbytes + self._edge_count.nbytes + self._edge_start.nbytes
-            + self._edge_ids.nbytes
         )
 
     def match(
@@ -155,7 +153,7 @@ class FenceIndex:
             # Polygons read only the edges their cell's entry keeps (see geo.index_geometry).
             ee = ee[self._geometry.kind[fe] != 0]
             count = self._edge_count[ee].astype(np.int64)
-            ids = self._edge_ids[ragged(self._edge_start[ee], count)]
+            ids = ragged(self._edge_start[ee].astype(np.int64), count)
             ins, d = self._geometry.signed_distance(fe, lat[pe], lng[pe], (count, ids))
             inside[exact] = ins
             dist[exact] = d
