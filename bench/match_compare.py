@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import ctypes
 import gc
 import json
 import os
@@ -45,11 +46,20 @@ from geo.index import FenceIndex
 from geo.presence import match_margins
 
 BATCH = 500
+try:
+    _LIBC: ctypes.CDLL | None = ctypes.CDLL("libc.so.6")
+except OSError:  # not glibc: RSS then includes freed heap the allocator keeps
+    _LIBC = None
 TOLERANCE_M = 0.5
 I64 = NDArray[np.int64]
 
 
 def rss_mb() -> float:
+    """The process's resident memory, after handing freed heap back to the system (so that a
+    build's freed temporaries do not count as memory it keeps)."""
+    gc.collect()
+    if _LIBC is not None:
+        _LIBC.malloc_trim(0)
     with open("/proc/self/statm") as f:
         return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 1e6
 
