@@ -50,6 +50,8 @@ FINE_BAND_M = 25.0
 RADII_REGION_RES = 5
 
 
+# A cell near the border is split to the query resolution only when its run holds more edges.
+FINEST_MIN_EDGES = 24
 # Pairs per pass of the bounds computation (each reads up to all its fence's edges).
 BOUNDS_CHUNK = 20_000
 
@@ -95,16 +97,19 @@ class Tables:
 
 
 def build_tables(shapes: Sequence[FenceShape], resolution: int, max_margin_m: float) -> Tables:
-    """The cell tables of these fences (numbered in this order)."""
+    """The cell tables of these fences (numbered in this order).
+
+    Three levels: fences are covered at `resolution` - 1 (7x fewer h3 calls than at
+    `resolution`, and less memory); cells that may hold points within FINE_BAND_M of the border
+    (or deeper) are split to `resolution`, and those again to `resolution` + 1 (the query
+    resolution), whose tight bounds and short edge runs spare most pings most of the exact
+    work; the outer ring stays coarse, as only wide (inaccurate) margins look there.
+    """
     geometry = Geometry(shapes)
-    # Covering cells one level coarser than `resolution` costs 7x fewer h3 calls (the build's
-    # bottleneck) and memory. Coarse cells that may hold points within FINE_BAND_M of the
-    # border (or deeper) are split to `resolution`, whose tighter bounds spare most pings an
-    # exact test; the outer ring stays coarse, as only wide (inaccurate) margins look there.
     coarse = max(0, resolution - 1)
-    covers = _covers(shapes, geometry, coarse, resolution, max_margin_m)
-    rho_coarse = np.array([c.rho_coarse for c in covers])
-    rho_fine = np.array([c.rho_fine for c in covers])
+    finest = min(15, resolution + 1)
+    covers = _covers(shapes, geometry, (coarse, resolution, finest), max_margin_m)
+    rho = [np.array([c.rho[k] for c in covers]) for k in range(3)]
     counts = np.fromiter((len(c.cells) for c in covers), dtype=np.int64, count=len(shapes))
     cand = np.concatenate([c.cells for c in covers]) if shapes else np.zeros(0, np.uint64)
     cand_fence = np.repeat(np.arange(len(shapes), dtype=np.int32), counts)
@@ -116,37 +121,13 @@ def build_tables(shapes: Sequence[FenceShape], resolution: int, max_margin_m: fl
     within = haversine_array(lat, lng, geometry.lat0[cand_fence],
                              geometry.lng0[cand_fence]) <= reach[cand_fence]
     cand, cand_fence, lat, lng = cand[within], cand_fence[within], lat[within], lng[within]
-    lo, hi, edges = _bounds(geometry, lat, lng, cand_fence, rho_coarse, None)
-    near = lo <= max_margin_m
-    deep = near & (hi <= -max_margin_m)
-    split = near & ~deep & (lo <= FINE_BAND_M) & (coarse < resolution)
-    exact = np.flatnonzero(near & ~deep & ~split)
-
-    cell_parts = [cand[exact]]
-    fence_parts = [cand_fence[exact]]
-    lo_parts, hi_parts = [lo[exact]], [hi[exact]]
-    edge_parts = [edges.take(exact)]
-    deep_parts = [(cand[deep], cand_fence[deep])]
-    for part in np.array_split(np.flatnonzero(split), max(1, -(-int(split.sum()) // BOUNDS_CHUNK))):
-        if not len(part):
-            continue
-        kids, per_cell = children(cand[part], resolution)
-        parent = np.repeat(part, per_cell)
-        kid_fence = cand_fence[parent]
-        klat, klng = _centres(kids)
-        # A kid's nearest edges are among its parent's (computed for any point of the parent).
-        klo, khi, kedges = _bounds(geometry, klat, klng, kid_fence, rho_fine,
-                                   edges.take(parent))
-        knear = klo <= max_margin_m
-        kdeep = knear & (khi <= -max_margin_m)
-        kexact = np.flatnonzero(knear & ~kdeep)
-        cell_parts.append(kids[kexact])
-        fence_parts.append(kid_fence[kexact])
-        lo_parts.append(klo[kexact])
-        hi_parts.append(khi[kexact])
-        edge_parts.append(kedges.take(kexact))
-        deep_parts.append((kids[kdeep], kid_fence[kdeep]))
-    for deep_cells, deep_fence in deep_parts:
+    lo, hi, edges = _bounds(geometry, lat, lng, cand_fence, rho[0], None)
+    out = _Entries([], [], [], [], [], [])
+    _descend(geometry, out, [resolution, finest][:2 if finest > resolution else 1], rho[1:],
+             max_margin_m, cand, cand_fence, lo, hi, edges, coarse < resolution)
+    cell_parts, fence_parts, lo_parts, hi_parts, edge_parts = (
+        out.cells, out.fences, out.lo, out.hi, out.edges)
+    for deep_cells, deep_fence in out.deep:
         if not len(deep_cells):
             continue
         bounds = np.flatnonzero(np.diff(deep_fence)) + 1
@@ -182,36 +163,83 @@ def build_tables(shapes: Sequence[FenceShape], resolution: int, max_margin_m: fl
         entry_hi,
         entry_edges.start[order].astype(np.int32),
         entry_edges.count[order].astype(np.int32),
-        sorted(set(levels) | {resolution}, reverse=True),
+        sorted(set(levels) | {finest}, reverse=True),
     )
+
+
+@dataclass(frozen=True, slots=True)
+class _Entries:
+    cells: list[Cells]
+    fences: list[I32]
+    lo: list[F64]
+    hi: list[F64]
+    edges: list[Edges]
+    deep: list[tuple[Cells, I32]]
+
+
+def _descend(
+    geometry: Geometry, out: _Entries, finer: list[int], rho: list[F64], margin: float,
+    cells: Cells, fence: I32, lo: F64, hi: F64, edges: Edges, may_split: bool,
+) -> None:
+    """Store cells with bounds (lo, hi) as entries, deep or not, or split those near the border
+    into their children at finer[0] (radii rho[0]), and so on down."""
+    near = lo <= margin
+    deep = near & (hi <= -margin)
+    split = near & ~deep & (lo <= FINE_BAND_M) & may_split & bool(finer)
+    if len(finer) == 1:
+        # The query resolution only pays where an exact test would read many edges: circles
+        # and long straight borders are cheap as they are, and finer cells cost memory.
+        split &= edges.count > FINEST_MIN_EDGES
+    exact = np.flatnonzero(near & ~deep & ~split)
+    out.cells.append(cells[exact])
+    out.fences.append(fence[exact])
+    out.lo.append(lo[exact])
+    out.hi.append(hi[exact])
+    out.edges.append(edges.take(exact))
+    out.deep.append((cells[deep], fence[deep]))
+    parents = np.flatnonzero(split)
+    for part in np.array_split(parents, max(1, -(-len(parents) // BOUNDS_CHUNK))):
+        if not len(part):
+            continue
+        kids, per_cell = children(cells[part], finer[0])
+        parent = np.repeat(part, per_cell)
+        kid_fence = fence[parent]
+        klat, klng = _centres(kids)
+        # A kid's nearest edges are among its parent's (computed for any point of the parent).
+        klo, khi, kedges = _bounds(geometry, klat, klng, kid_fence, rho[0], edges.take(parent))
+        _descend(geometry, out, finer[1:], rho[1:], margin, kids, kid_fence, klo, khi, kedges,
+                 True)
 
 
 @dataclass(frozen=True, slots=True)
 class _Cover:
     cells: Cells  # at the coarse resolution
-    rho_coarse: float  # no point of a coarse cell's fine descendants is farther from its centre
-    rho_fine: float  # the same for a fine cell
+    # Per level (coarse, the index's, the query's): no point of a cell's descendants at the
+    # query resolution is farther from the cell's centre, in the fence's local metres.
+    rho: tuple[float, float, float]
     reach_m: float  # no coarse cell whose centre is farther (true metres) from the fence's
     # centre has a point within the margin of the fence
 
 
 def _covers(
-    shapes: Sequence[FenceShape], geometry: Geometry, coarse: int, fine: int, margin: float,
+    shapes: Sequence[FenceShape], geometry: Geometry, levels: tuple[int, int, int],
+    margin: float,
 ) -> list[_Cover]:
     """Coarse cells covering each fence and everything within `margin` of it, and cell radii
     (in the fence's local metres, see `_distortion`); all but the grid disks in numpy."""
     n = len(shapes)
     if not n:
         return []
+    coarse = levels[0]
     centre = cells_of(geometry.lat0, geometry.lng0, coarse)
-    region = parents_of(centre, RADII_REGION_RES) if fine > RADII_REGION_RES else centre
+    region = parents_of(centre, RADII_REGION_RES) if coarse >= RADII_REGION_RES else centre
     distinct, at = np.unique(region, return_inverse=True)
-    radii = np.array([_region_radii(int(r), fine) for r in distinct.tolist()]).reshape(-1, 3)[at]
-    edge, rho_coarse, rho_fine = radii[:, 0], radii[:, 1], radii[:, 2]
+    radii = np.array([_region_radii(int(r), levels) for r in distinct.tolist()]).reshape(-1, 4)
+    edge, rho_coarse = radii[at, 0], radii[at, 1]
     bounds = shapely.bounds(np.array([sh.area for sh in shapes], dtype=object))
     band = (margin + 3.0 * rho_coarse) / DEG_M  # the cover reaches no farther north or south
     s = _distortion(geometry.lat0, bounds[:, 1] - band, bounds[:, 3] + band)
-    rho_coarse_local, rho_fine_local = rho_coarse * s, rho_fine * s
+    rho_local = radii[at, 1:] * s[:, None]
     # A cell with a point within `margin` (local metres) of the fence has its centre within
     # s × (reach + margin) + rho_coarse true metres of the fence's centre.
     reach = s * (geometry.reach + margin) + rho_coarse
@@ -223,10 +251,10 @@ def _covers(
         if reach[i] <= DISK_COVER_LIMIT_M:
             cells = disk(int(centre[i]), int(k[i]))
         else:
-            cells = _fill(shapes[i], geometry, i, coarse, margin, float(rho_coarse_local[i]),
+            cells = _fill(shapes[i], geometry, i, coarse, margin, float(rho_local[i, 0]),
                           float(s[i]))
-        covers.append(_Cover(cells, float(rho_coarse_local[i]), float(rho_fine_local[i]),
-                             float(reach[i])))
+        r0, r1, r2 = rho_local[i].tolist()
+        covers.append(_Cover(cells, (r0, r1, r2), float(reach[i])))
     return covers
 
 
@@ -264,14 +292,21 @@ def _distortion(lat0: F64, lat_lo: F64, lat_hi: F64) -> F64:
 
 
 @functools.lru_cache(maxsize=4096)
-def _region_radii(region: int, fine: int) -> tuple[float, float, float]:
-    centre = int(h3n.cell_to_center_child(region, max(0, fine - 1)))
+def _region_radii(region: int, levels: tuple[int, int, int]) -> tuple[float, float, float, float]:
+    """(coarse edge, and the radius of a cell at each of `levels` to its descendants at the
+    last, with safety) measured around the centre of `region`."""
+    coarse, mid, finest = levels
+    centre = int(h3n.cell_to_center_child(region, coarse))
     edge = circumradius_m(centre)
-    # Fine descendants stick out of their coarse ancestor's hexagon: measure how far.
-    kids, _ = children(np.array([centre], dtype=np.uint64), fine)
+    # Descendants stick out of their ancestor's hexagon: measure how far.
+    kids, _ = children(np.array([centre], dtype=np.uint64), finest)
     rho_coarse = max(circumradius_m(centre, int(k)) for k in kids)
-    rho_fine = circumradius_m(int(kids[0]))
-    return edge, rho_coarse * CELL_RADIUS_SAFETY, rho_fine * CELL_RADIUS_SAFETY
+    middle = int(h3n.cell_to_center_child(centre, mid))
+    kids, _ = children(np.array([middle], dtype=np.uint64), finest)
+    rho_mid = max(circumradius_m(middle, int(k)) for k in kids)
+    rho_finest = max(circumradius_m(int(k)) for k in kids)
+    return (edge, rho_coarse * CELL_RADIUS_SAFETY, rho_mid * CELL_RADIUS_SAFETY,
+            rho_finest * CELL_RADIUS_SAFETY)
 
 
 def _centres(cells: Cells) -> tuple[F64, F64]:

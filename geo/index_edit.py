@@ -119,7 +119,7 @@ class LayeredIndex:
         lat = np.asarray(lat, dtype=np.float64)
         lng = np.asarray(lng, dtype=np.float64)
         if cells is None:
-            cells = cells_of(lat, lng, self.resolution)
+            cells = cells_of(lat, lng, self.base.query_resolution)
         found = self.base.match(lat, lng, margin_m, cells=cells)
         if self.dead:
             live = ~self._base_dead[found.fence]

@@ -12,7 +12,7 @@ from uuid import UUID
 
 import numpy as np
 
-from geo.cells import Cells, cells_of, parents_of
+from geo.cells import Cells, cells_of, parents_of, resolutions_of
 from geo.index_build import Tables, build_tables
 from geo.index_geometry import ragged
 from geo.index_types import (
@@ -90,6 +90,12 @@ class FenceIndex:
         return fence
 
     @property
+    def query_resolution(self) -> int:
+        """The resolution a ping's cell is looked up at: one finer than `resolution`, whose
+        cells along fence borders spare most exact tests (see `geo.index_build`)."""
+        return self._levels[0]
+
+    @property
     def entries(self) -> int:
         """Number of stored (cell, fence) pairs."""
         return len(self._entry_fence)
@@ -111,8 +117,8 @@ class FenceIndex:
 
         `margin_m` is one margin for the batch or one per ping (at most `max_margin_m`; default
         that). Distances are exact within the margin and clamped to -margin deeper inside.
-        `cells` may pass the pings' `cells_of(lat, lng, index.resolution)` when the caller has
-        them already (they are the largest share of the cost).
+        `cells` may pass the pings' `cells_of(lat, lng, index.query_resolution)` when the
+        caller has them already (cells at another resolution are computed again).
         """
         lat = np.asarray(lat, dtype=np.float64)
         lng = np.asarray(lng, dtype=np.float64)
@@ -123,8 +129,9 @@ class FenceIndex:
         )
         if n and not (per_ping.min() >= 0.0 and per_ping.max() <= self.max_margin_m):
             raise ValueError(f"margin_m must be within 0..{self.max_margin_m:g}")
-        if cells is None:
-            cells = cells_of(lat, lng, self.resolution)
+        finest = self._levels[0]
+        if cells is None or (len(cells) and int(resolutions_of(cells[:1])[0]) != finest):
+            cells = cells_of(lat, lng, self.query_resolution)
         levels = self._levels
         if len(levels) == 1:
             query = cells
