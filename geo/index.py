@@ -3,19 +3,22 @@
 One rule: geometry is only computed where a cell's precomputed distance bounds cannot decide the
 answer; everything is built once, never mutated, and queried a whole batch at a time.
 
-How it works. Every enabled fence is covered by the H3 cells (at `resolution`, default 11, ~25 m
-edge) whose hexagon comes within `max_margin_m` of it. For each covered cell we store bounds
-`lo <= d <= hi` on the signed distance d (metres, negative inside) of any point of the cell to the
-fence border: d(centre) ∓ the cell's circumradius. At query time, for a margin m:
+How it works. Every enabled fence is covered by H3 cells whose points may come within
+`max_margin_m` of it: first at `resolution` - 1, then, near the border, at `resolution` (default
+11, ~25 m edge), and where the border is intricate (a long run of edges) at `resolution` + 1, the
+query resolution. For each covered cell we store bounds `lo <= d <= hi` on the signed distance d
+(metres, negative inside) of any point of the cell to the fence border: d(centre) ∓ the cell's
+radius, and the run of consecutive edges among which any point of the cell finds its nearest.
+At query time, for a margin m:
   - `hi <= -m`: the ping is inside by at least m: reported inside at -m, no geometry
     ("deep" cells; they are compacted with `h3.compact_cells`, so big fences stay small);
   - `lo > m`: the ping is farther than m outside: not reported, no geometry;
   - otherwise the exact signed distance is computed, vectorised over the whole batch: circles by
-    haversine distance to their centre, polygons by point-to-segment distances and ray-crossing
-    parity in the fence's local metric frame (one numpy pass over every (ping, edge) pair), and
-    polygons with very many edges by shapely, one call per fence.
-A ping is looked up by its cell at `resolution` and that cell's parents at the resolutions present
-in the index (compacted cells), all in one bulk hash lookup.
+    haversine distance to their centre, polygons by the distance to the nearest edge of the
+    cell's run, signed by the side of that edge (see `geo.index_geometry`), in the fence's local
+    metric frame.
+A ping is looked up by its cell at the query resolution and that cell's parents at the
+resolutions present in the index (compacted cells), all in one bulk hash lookup.
 
 Changes without rebuilding everything: a `LayeredIndex` is an immutable view of a big *base*
 `FenceIndex`, a small *delta* `FenceIndex` of fences added or changed since, and the base fences
