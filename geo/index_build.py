@@ -154,6 +154,7 @@ def build_tables(shapes: Sequence[FenceShape], resolution: int, max_margin_m: fl
     # nudged, a query at that margin would run exact geometry deep inside big fences.
     entry_hi[np.isneginf(entry_lo)] = -max_margin_m
     entry_edges = Edges.join(edge_parts)
+    geometry.drop_shapes()
     return Tables(
         geometry,
         CellTable(keys, np.arange(len(keys), dtype=np.int32)),

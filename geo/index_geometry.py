@@ -127,21 +127,25 @@ class Geometry:
         self.edge_columns = (np.ascontiguousarray(a[:, 0]), np.ascontiguousarray(a[:, 1]),
                              np.ascontiguousarray(d[:, 0]), np.ascontiguousarray(d[:, 1]),
                              1.0 / len2)
-        # What the nearest edge's vote reads: the directions of the edges before and after it,
-        # and whether its start vertex turns left (convex; straight counts as convex).
-        self.prev_d = d[prev]
-        self.next_d = d[nxt]
+        # What the nearest edge's vote reads: the edges before and after it (for their
+        # directions), and whether its start vertex turns left (convex; straight counts as convex).
+        self.prev = prev.astype(np.int32)
+        self.next = nxt.astype(np.int32)
         self.convex_start = d[prev, 0] * d[:, 1] - d[prev, 1] * d[:, 0] >= 0
-        self.convex_end = self.convex_start[nxt]
         if m:
             starts = np.flatnonzero(np.append(True, fence[1:] != fence[:-1]))
             self.first_edge[fence[starts]] = starts
             self.edge_count[fence[starts]] = np.diff(np.append(starts, m))
 
+    def drop_shapes(self) -> None:
+        """Forget the polygons' local-frame shapely geometries once the cells are built (queries
+        read only the arrays)."""
+        self.local = [None] * len(self.local)
+
     @property
     def nbytes(self) -> int:
-        return int(sum(c.nbytes for c in self.edge_columns) + self.prev_d.nbytes
-                   + self.next_d.nbytes + self.convex_start.nbytes + self.convex_end.nbytes
+        return int(sum(c.nbytes for c in self.edge_columns) + self.prev.nbytes
+                   + self.next.nbytes + self.convex_start.nbytes
                    + self.frame.nbytes)
 
     def all_edges(self, f: I32) -> tuple[I64, I64]:
@@ -256,14 +260,14 @@ class Geometry:
         out: Bools = left.copy()
         s = np.flatnonzero(at_start)
         if len(s):
-            pd = self.prev_d[e[s]]
-            before = pd[:, 0] * ry[s] - pd[:, 1] * rx[s] > 0
+            pe = self.prev[e[s]]
+            before = self.edge_columns[2][pe] * ry[s] - self.edge_columns[3][pe] * rx[s] > 0
             out[s] = np.where(self.convex_start[e[s]], before & left[s], before | left[s])
         s = np.flatnonzero(at_end)
         if len(s):
             vx, vy = rx[s] - dx[s], ry[s] - dy[s]  # from the end vertex
-            nd = self.next_d[e[s]]
+            ne = self.next[e[s]]
             here = dx[s] * vy - dy[s] * vx > 0
-            after = nd[:, 0] * vy - nd[:, 1] * vx > 0
-            out[s] = np.where(self.convex_end[e[s]], here & after, here | after)
+            after = self.edge_columns[2][ne] * vy - self.edge_columns[3][ne] * vx > 0
+            out[s] = np.where(self.convex_start[ne], here & after, here | after)
         return out
