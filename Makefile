@@ -4,7 +4,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: run test lint unit demo bench eval eval-intent fuzz install clean console-vendor
+.PHONY: run test lint unit demo bench eval eval-intent fuzz install clean console-vendor postgis
 
 # The console's browser tests drive Debian's Chromium (Playwright may not download browsers).
 CHROMIUM := /usr/bin/chromium
@@ -19,6 +19,13 @@ $(STAMP): pyproject.toml | $(CHROMIUM)
 	touch $(STAMP)
 
 install: $(STAMP)
+
+# PostGIS for the local PostgreSQL 15, for the side-by-side matcher bench only (the service never
+# needs it). Best effort: without it (no apt, no root) `bench.match_compare` says so and goes on.
+POSTGIS_CONTROL := /usr/share/postgresql/15/extension/postgis.control
+postgis:
+	@test -f $(POSTGIS_CONTROL) || (apt-get update -q && apt-get install -y -q postgresql-15-postgis-3) \
+		|| echo "PostGIS could not be installed: bench.match_compare will run without it"
 
 run: $(STAMP)
 	$(PY) -m app
@@ -41,7 +48,8 @@ fuzz: $(STAMP)
 demo: $(STAMP)
 	$(PY) -m fixtures.demo
 
-bench: $(STAMP)
+bench: $(STAMP) postgis
+	$(PY) -m bench.match_compare
 	$(PY) -m bench.fence_match
 	$(PY) -m bench.predict
 	$(PY) -m bench.catalog_refresh

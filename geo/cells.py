@@ -30,6 +30,12 @@ _HASH_MULTIPLIER = np.uint64(0x9E3779B97F4A7C15)
 # The per-ping call is the hot path's largest cost: h3's compiled function itself is ~25 % faster
 # than the public wrapper (an identity conversion in a Python frame) around it. h3 is pinned <5.
 _latlng_to_cell = getattr(getattr(h3, "_cy", None), "latlng_to_cell", h3n.latlng_to_cell)
+# The same for cell centres, which the index's build asks for by the million.
+_cell_to_latlng = getattr(getattr(h3, "_cy", None), "cell_to_latlng", h3n.cell_to_latlng)
+# Base cells of the 12 pentagons: a cell is a pentagon when its base cell is one of these and
+# every digit down to its resolution is 0.
+_PENTAGON_BASES = np.array(
+    sorted(int(h3n.get_base_cell_number(int(p))) for p in h3n.get_pentagons(0)), dtype=np.uint64)
 
 
 def cells_of(lat: NDArray[np.float64], lng: NDArray[np.float64], resolution: int) -> Cells:
@@ -68,18 +74,31 @@ def circumradius_m(cell: int, of: int | None = None) -> float:
     return max(haversine_m(lat0, lng0, lat, lng) for lat, lng in vertices)
 
 
+def is_pentagon(cells: Cells) -> NDArray[np.bool_]:
+    """Whether each cell is one of the 12 pentagons of its resolution (bit arithmetic)."""
+    base = (cells >> np.uint64(45)) & np.uint64(0x7F)
+    below = np.uint64(45) - np.uint64(3) * resolutions_of(cells)  # lowest bit of its digits
+    digits = (cells >> below) & ((np.uint64(1) << (np.uint64(45) - below)) - np.uint64(1))
+    out: NDArray[np.bool_] = np.isin(base, _PENTAGON_BASES) & (digits == 0)
+    return out
+
+
 def children(cells: Cells, resolution: int) -> tuple[Cells, NDArray[np.int64]]:
     """The children at `resolution` of each cell, concatenated, and how many each cell has."""
-    kids = [h3n.cell_to_children(c, resolution) for c in cells.tolist()]
-    counts = np.fromiter((len(k) for k in kids), dtype=np.int64, count=len(kids))
-    flat = np.concatenate(kids).astype(np.uint64) if kids else np.zeros(0, dtype=np.uint64)
+    if not len(cells):
+        return np.zeros(0, dtype=np.uint64), np.zeros(0, dtype=np.int64)
+    flat = np.asarray(h3n.uncompact_cells(cells, resolution), dtype=np.uint64)
+    # A hexagon has 7^k descendants k levels down; a pentagon 1 pentagon and 5 hexagons a level.
+    k = resolution - resolutions_of(cells).astype(np.int64)
+    hexagons = 7**k
+    counts = np.where(is_pentagon(cells), 1 + 5 * (hexagons - 1) // 6, hexagons)
     return flat, counts
 
 
 def cell_centres(cells: Cells) -> tuple[NDArray[np.float64], NDArray[np.float64]]:
     """(lat, lng) arrays of the cells' centres."""
     flat = np.fromiter(
-        chain.from_iterable(map(h3n.cell_to_latlng, cells.tolist())),
+        chain.from_iterable(map(_cell_to_latlng, cells.tolist())),
         dtype=np.float64, count=2 * len(cells),
     )
     return flat[0::2].copy(), flat[1::2].copy()

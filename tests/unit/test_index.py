@@ -57,7 +57,7 @@ def shapes(draw: st.DrawFn, lat0: float, lng0: float) -> FenceShape:
     if kind == "circle":
         lng, lat = offset(lat0, lng0, cx, cy)
         return validate(Point(coordinates=[lng, lat]), max(10.0, size))
-    # "jagged" polygons have more edges than the numpy kernel takes: shapely tests them.
+    # "jagged" polygons have hundreds of edges (an exact test reads only those near its cell).
     n = draw(st.integers(260, 400)) if kind == "jagged" else draw(st.integers(3, 24))
     radii = draw(st.lists(st.floats(0.4, 1.0), min_size=n, max_size=n))
     outer = star(lat0, lng0, cx, cy, [r * size for r in radii])
