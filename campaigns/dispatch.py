@@ -29,6 +29,7 @@ import asyncpg
 import msgspec
 
 from campaigns.fcm import BATCH_SIZE, MIN_SEND_LIFETIME, FcmGateway, OutgoingPush, SendResult
+from campaigns.wakeup import idle_seconds, notified, wait_any
 from campaigns.webhooks import events as webhook_events
 
 log = logging.getLogger("contexto.dispatch")
@@ -268,15 +269,8 @@ class Dispatcher:
 
     async def run(self, dsn: str, stop: asyncio.Event) -> None:
         """Drain the outbox until `stop` is set, woken at once by NOTIFY on new deliveries."""
-        wake = asyncio.Event()
-        listener = await asyncpg.connect(dsn)
-
-        def on_notify(*_: Any) -> None:
-            wake.set()
-
-        await listener.add_listener("contexto_outbox", on_notify)
-        log.info("dispatching from the outbox (lease %.1f s)", self.lease.total_seconds())
-        try:
+        async with notified(dsn, "contexto_outbox") as wake:
+            log.info("dispatching from the outbox (lease %.1f s)", self.lease.total_seconds())
             while not stop.is_set():
                 try:
                     claimed = await self.run_once()
@@ -287,17 +281,9 @@ class Dispatcher:
                 if claimed >= self.batch_size:
                     continue  # more may be waiting
                 wake.clear()
-                await _wait_any(wake, stop, await self._idle_seconds())
-        finally:
-            with suppress(OSError, asyncpg.PostgresError):
-                await listener.close()
-
-    async def _idle_seconds(self) -> float:
-        next_due: datetime | None = await self.pool.fetchval(NEXT_DUE, self.lease)
-        if next_due is None:
-            return IDLE_WAKE_SECONDS
-        left = (next_due - self.clock()).total_seconds()
-        return min(IDLE_WAKE_SECONDS, max(MIN_IDLE_SECONDS, left))
+                await wait_any((wake, stop), await idle_seconds(
+                    self.pool, NEXT_DUE, self.lease, self.clock,
+                    idle_cap=IDLE_WAKE_SECONDS, idle_floor=MIN_IDLE_SECONDS))
 
 
 def _recorded(results: Sequence[SendResult], final: list[tuple[UUID, str, str | None]],
@@ -313,15 +299,6 @@ def _recorded(results: Sequence[SendResult], final: list[tuple[UUID, str, str | 
                          device_id=claimed[i]["device_id"],
                          trigger_kind=claimed[i]["trigger_kind"], status=s, error_code=e, at=at)
             for i, (s, e, at) in status.items()]
-
-
-async def _wait_any(wake: asyncio.Event, stop: asyncio.Event, seconds: float) -> None:
-    waiters = [asyncio.create_task(wake.wait()), asyncio.create_task(stop.wait())]
-    try:
-        await asyncio.wait(waiters, timeout=seconds, return_when=asyncio.FIRST_COMPLETED)
-    finally:
-        for w in waiters:
-            w.cancel()
 
 
 def _push_of(row: asyncpg.Record) -> OutgoingPush | None:

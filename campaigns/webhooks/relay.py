@@ -24,13 +24,13 @@ import random
 from collections.abc import Callable
 from contextlib import suppress
 from datetime import UTC, datetime, timedelta
-from typing import Any
 from uuid import UUID, uuid4
 
 import asyncpg
 import httpx
 import msgspec
 
+from campaigns.wakeup import idle_seconds, notified, wait_any
 from campaigns.webhooks import sender
 from campaigns.webhooks.safety import AllowList, Resolver, UnsafeUrl, target_of
 from campaigns.webhooks.sealing import Sealer, SecretUnreadable
@@ -289,46 +289,24 @@ class Relay:
 
     async def run(self, dsn: str, stop: asyncio.Event) -> None:
         """Relay until `stop` is set, woken at once by NOTIFY on new events and deliveries."""
-        wake = asyncio.Event()
-        listener = await asyncpg.connect(dsn)
-
-        def on_notify(*_: Any) -> None:
-            wake.set()
-
-        await listener.add_listener("contexto_webhooks", on_notify)
-        log.info("%s (lease %.1f s, timeout %.1f s)", READY_LINE, self.lease.total_seconds(),
-                 self.timeout)
         try:
-            while not stop.is_set():
-                wake.clear()
-                self._idle.clear()
-                try:
-                    await self.run_once()
-                    idle = await self._idle_seconds()
-                except (asyncpg.PostgresError, OSError):
-                    log.exception("webhook round failed; retrying shortly")
-                    idle = 1.0
-                await _wait_any((wake, stop, self._idle), idle)
+            async with notified(dsn, "contexto_webhooks") as wake:
+                log.info("%s (lease %.1f s, timeout %.1f s)", READY_LINE,
+                         self.lease.total_seconds(), self.timeout)
+                while not stop.is_set():
+                    wake.clear()
+                    self._idle.clear()
+                    try:
+                        await self.run_once()
+                        idle = await idle_seconds(self.pool, NEXT_DUE, self.lease, self.clock,
+                                                  idle_cap=IDLE_WAKE_SECONDS,
+                                                  idle_floor=MIN_IDLE_SECONDS)
+                    except (asyncpg.PostgresError, OSError):
+                        log.exception("webhook round failed; retrying shortly")
+                        idle = 1.0
+                    await wait_any((wake, stop, self._idle), idle)
         finally:
-            with suppress(OSError, asyncpg.PostgresError):
-                await listener.close()
             await self.close()
-
-    async def _idle_seconds(self) -> float:
-        next_due: datetime | None = await self.pool.fetchval(NEXT_DUE, self.lease)
-        if next_due is None:
-            return IDLE_WAKE_SECONDS
-        left = (next_due - self.clock()).total_seconds()
-        return min(IDLE_WAKE_SECONDS, max(MIN_IDLE_SECONDS, left))
-
-
-async def _wait_any(events: tuple[asyncio.Event, ...], seconds: float) -> None:
-    waiters = [asyncio.create_task(e.wait()) for e in events]
-    try:
-        await asyncio.wait(waiters, timeout=seconds, return_when=asyncio.FIRST_COMPLETED)
-    finally:
-        for w in waiters:
-            w.cancel()
 
 
 async def _main() -> None:
