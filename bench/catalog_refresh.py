@@ -20,10 +20,8 @@ import asyncio
 import os
 import shlex
 import sys
-import tempfile
 import time
 import uuid
-from typing import Any
 
 import asyncpg
 import numpy as np
@@ -33,6 +31,7 @@ from app.clock import system_clock
 from app.db import init_connection
 from app.dsn import with_database
 from app.migrate import migrate
+from bench.context import postgres_server
 from bench.fence_match import make_fences
 from geo import store as geo_store
 from geo.fences import FenceShape, Point, Polygon, shape_from_stored
@@ -148,17 +147,8 @@ async def main() -> None:
     parser.add_argument("--before-rounds", type=int, default=5)
     parser.add_argument("--database-url", default=os.environ.get("DATABASE_URL"))
     args = parser.parse_args()
-    if args.database_url:
-        await measure(args.database_url, args)
-        return
-    import pgserver  # no server given: an embedded one in a temporary folder
-
-    with tempfile.TemporaryDirectory(prefix="contexto-bench-pg-") as folder:
-        server: Any = pgserver.get_server(folder, cleanup_mode="stop")  # type: ignore[attr-defined]
-        try:
-            await measure(str(server.get_uri()), args)
-        finally:
-            server.cleanup()
+    with postgres_server(args.database_url) as server:  # none given: an embedded one
+        await measure(server, args)
 
 
 async def measure(server_url: str, args: argparse.Namespace) -> None:

@@ -20,7 +20,6 @@ import os
 import shlex
 import statistics
 import sys
-import tempfile
 import time
 import uuid
 from collections.abc import Awaitable, Callable
@@ -31,6 +30,7 @@ import asyncpg
 
 from app.dsn import with_database
 from app.migrate import migrate
+from bench.context import postgres_server
 from campaigns import attribution, uplift
 
 NOW = datetime(2026, 7, 1, tzinfo=UTC)
@@ -125,17 +125,8 @@ async def main() -> None:
     parser.add_argument("--events", type=int, default=10)
     parser.add_argument("--database-url", default=os.environ.get("DATABASE_URL"))
     args = parser.parse_args()
-    if args.database_url:
-        await measure(args.database_url, args)
-        return
-    import pgserver  # no server given: an embedded one in a temporary folder
-
-    with tempfile.TemporaryDirectory(prefix="contexto-bench-pg-") as folder:
-        server: Any = pgserver.get_server(folder, cleanup_mode="stop")  # type: ignore[attr-defined]
-        try:
-            await measure(str(server.get_uri()), args)
-        finally:
-            server.cleanup()
+    with postgres_server(args.database_url) as server:  # none given: an embedded one
+        await measure(server, args)
 
 
 async def measure(server_url: str, args: argparse.Namespace) -> None:
