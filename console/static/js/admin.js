@@ -45,8 +45,8 @@ async function listKeys() {
         clear();
         try {
           await api("DELETE", `/v1/api-keys/${k.id}`);
+          await listKeys();  // the table without it first, then the word: no stale row to read
           say($("admin-status"), `Key “${k.name}” revoked: its token is refused from now on.`);
-          await listKeys();
         } catch (error) {
           refused(error, $("key-form"));
         }
