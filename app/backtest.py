@@ -302,7 +302,7 @@ async def backtest(conn: Connection, catalog: Catalog, predictor: Predictor,
             raise InvalidField(f"campaign.{exc.field}", exc.message) from exc
         await catalog.refresh(conn)
         live = catalog.view()
-        view = dataclasses.replace(live, campaigns=[*live.campaigns, proposal])
+        view = dataclasses.replace(live, campaigns=[*live.campaigns, proposal], stores_memo={})
         evidence = Evidence.of(await campaign_store.outcomes(
             conn, [c.id for c in live.campaigns], now))
         tally = Tally(proposal.id)

@@ -96,6 +96,9 @@ class CatalogView:
     store_tags: Mapping[UUID, tuple[str, ...]]
     campaigns: Sequence[Campaign]
     policy: Policy
+    # Each campaign's stores, shared by every view of the same index, tags and campaigns (the
+    # Catalog hands the same dict on until one of them is replaced).
+    stores_memo: dict[UUID, list[UUID] | None] = field(default_factory=dict, compare=False)
 
     def predicted_targets(self) -> set[UUID]:
         """Stores some active `predicted_next` campaign may fire for."""
@@ -107,7 +110,10 @@ class CatalogView:
 
     def campaign_stores(self, campaign: Campaign) -> list[UUID] | None:
         """The stores the campaign's trigger covers (None: every store)."""
-        return campaign_stores(campaign.trigger, self.index.fences, self.store_tags)
+        if campaign.id not in self.stores_memo:
+            self.stores_memo[campaign.id] = campaign_stores(
+                campaign.trigger, self.index.fences, self.store_tags)
+        return self.stores_memo[campaign.id]
 
 
 @dataclass
@@ -134,6 +140,10 @@ class Catalog:
     # While a new base is being built: the fences touched since its snapshot.
     _pending: set[UUID] | None = None
     _compaction: asyncio.Task[None] | None = None
+    # The views' memo of campaign stores and the parts it was computed from (held, and compared
+    # by identity: each part is replaced whole when it changes, never edited in place).
+    _memo: dict[UUID, list[UUID] | None] = field(default_factory=dict)
+    _memo_of: tuple[object, ...] = ()
 
     def __post_init__(self) -> None:
         self.index = LayeredIndex(FenceIndex.build([], resolution=self.resolution))
@@ -280,8 +290,12 @@ class Catalog:
     def view(self) -> CatalogView:
         """What one ping batch works on: taken once, so a reload swapping the replica's parts
         mid-batch cannot mix two versions in one batch."""
+        parts = (self.index, self.store_tags, self.campaigns)
+        if len(self._memo_of) != len(parts) or any(
+                a is not b for a, b in zip(self._memo_of, parts, strict=True)):
+            self._memo, self._memo_of = {}, parts
         return CatalogView(self.index, self.resolution, self.store_timezones, self.store_tags,
-                           self.campaigns, self.policy)
+                           self.campaigns, self.policy, self._memo)
 
     async def _load_campaigns(self, conn: Connection, version: int) -> None:
         self.campaigns = await campaign_store.active_campaigns(conn)

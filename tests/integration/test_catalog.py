@@ -18,11 +18,13 @@ import pytest
 
 from app.catalog import DELTA_LIMIT, Catalog
 from app.db import init_connection
+from campaigns.model import Trigger
 from geo import store as geo_store
 from geo.fences import Point
 from geo.index import FenceIndex, IndexedFence
 from geo.model import GeofenceIn, StoreIn, StorePatch
 from tests.clock import CLOCK
+from tests.unit.test_decide import campaign
 
 FENCES = 20
 LAT0, LNG0 = 48.85, 2.35
@@ -164,3 +166,27 @@ async def test_a_delta_past_its_threshold_is_compacted_into_a_new_base(
         assert await scene.hits_at(catalog, k) == []
     assert await scene.hits_at(catalog, 4) == []
     assert await scene.hits_at(catalog, 7) == [scene.fence_ids[7]]
+
+
+async def test_a_campaigns_stores_are_worked_out_once_and_again_after_a_fence_change(
+    scene: Scene,
+) -> None:
+    catalog = await loaded(scene)
+    catalog.campaigns = [campaign("tagged", trigger=Trigger(kind="enter", tags=["t-new"]))]
+    tagged = catalog.campaigns[0]
+    first = catalog.view()
+    assert first.campaign_stores(tagged) == []  # no fence carries the tag yet
+    assert catalog.view().stores_memo is first.stores_memo  # nothing changed: one answer kept
+
+    other = await geo_store.insert_store(scene.conn, StoreIn(name="Halles",
+                                                             timezone="Europe/Paris"), CLOCK())
+    fence = GeofenceIn(name="door", geometry=Point(coordinates=[LNG0, LAT0 + 0.01]),
+                       radius_m=40.0, tags=["t-new"])
+    await geo_store.insert_fence(scene.conn, other.id, fence, CLOCK())
+    await catalog.refresh(scene.conn)
+
+    after = catalog.view()
+    assert after.stores_memo is not first.stores_memo
+    assert after.campaign_stores(tagged) == [other.id]
+    catalog.campaigns = [*catalog.campaigns]  # a reload replaces the list: the memo starts over
+    assert catalog.view().stores_memo is not after.stores_memo
