@@ -13,6 +13,7 @@ import os
 import secrets
 import subprocess
 import sys
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -29,34 +30,31 @@ KEEP_ALIVE_SECONDS = 75
 GRACEFUL_SHUTDOWN_SECONDS = 10
 
 
-def _admin_token(env: dict[str, str], state_dir: Path) -> str:
-    token = env.get("CONTEXTO_ADMIN_TOKEN")
-    if token:
-        return token
-    path = state_dir / "admin_token"
+def _kept_secret(env: dict[str, str], variable: str, path: Path, make: Callable[[], str]) -> str:
+    """The environment's `variable`, else the secret kept at `path`, else a new one from `make`
+    written there once (owner-only): what `make run` needs, generated on first use."""
+    given = env.get(variable)
+    if given:
+        return given
     if path.exists():
         return path.read_text().strip()
-    state_dir.mkdir(parents=True, exist_ok=True)
-    token = "ctxa_" + secrets.token_urlsafe(32)
-    path.write_text(token + "\n")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    made = make()
+    path.write_text(made + "\n")
     path.chmod(0o600)
-    return token
+    return made
+
+
+def _admin_token(env: dict[str, str], state_dir: Path) -> str:
+    return _kept_secret(env, "CONTEXTO_ADMIN_TOKEN", state_dir / "admin_token",
+                        lambda: "ctxa_" + secrets.token_urlsafe(32))
 
 
 def _webhook_secret_key(env: dict[str, str], state_dir: Path) -> str:
     """The key sealing webhook secrets: WEBHOOK_SECRET_KEY, else one generated once into
     `.contexto/webhook_secret_key` (lose it, and the stored secrets cannot be opened)."""
-    key = env.get("WEBHOOK_SECRET_KEY")
-    if key:
-        return key
-    path = state_dir / "webhook_secret_key"
-    if path.exists():
-        return path.read_text().strip()
-    state_dir.mkdir(parents=True, exist_ok=True)
-    key = secrets.token_urlsafe(48)
-    path.write_text(key + "\n")
-    path.chmod(0o600)
-    return key
+    return _kept_secret(env, "WEBHOOK_SECRET_KEY", state_dir / "webhook_secret_key",
+                        lambda: secrets.token_urlsafe(48))
 
 
 def _embedded_database(state_dir: Path) -> tuple[str, Any]:
