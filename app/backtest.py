@@ -56,7 +56,6 @@ from customers.context import MomentEvidence
 from customers.model import Signal
 from customers.store import CONTEXT_SIGNALS, CONTEXT_WINDOW, customer_key
 from geo import presence
-from geo.cells import cells_of, resolutions_of
 from geo.errors import InvalidField
 from geo.pings import MAX_AGE, MAX_FUTURE
 from geo.predict import Visit
@@ -219,12 +218,8 @@ class Replay:
             return
         view = self.view
         accuracy = np.where(np.isnan(p.accuracy), DEFAULT_ACCURACY_M, p.accuracy)
-        # Stored cells serve the index when they are at its resolution (H3_RESOLUTION may have
-        # changed since they were stored).
-        cells = p.cell if bool(np.all(resolutions_of(p.cell) == view.resolution)) \
-            else cells_of(p.lat, p.lng, view.resolution)
         # Matching is per fix: the whole chunk at once finds what each batch's own call would.
-        hits = fence_hits(view, p.lat, p.lng, accuracy, cells)
+        hits = fence_hits(view, p.lat, p.lng, accuracy)
         fixes = [Fix(at, lat, lng, acc) for at, lat, lng, acc in zip(
             period.datetimes(p.ts), p.lat.tolist(), p.lng.tolist(), accuracy.tolist(),
             strict=True)]

@@ -146,7 +146,7 @@ class Catalog:
     _memo_of: tuple[object, ...] = ()
 
     def __post_init__(self) -> None:
-        self.index = LayeredIndex(FenceIndex.build([], resolution=self.resolution))
+        self.index = LayeredIndex(FenceIndex.build([]))
 
     @property
     def loaded(self) -> bool:
@@ -254,8 +254,7 @@ class Catalog:
 
     async def _build(self, fences: Iterable[IndexedFence], version: int) -> FenceIndex:
         # Building is CPU work: keep the event loop answering other requests meanwhile.
-        return await asyncio.to_thread(FenceIndex.build, list(fences),
-                                       resolution=self.resolution, version=version)
+        return await asyncio.to_thread(FenceIndex.build, list(fences), version=version)
 
     def _compact_if_due(self) -> None:
         due = min(self.delta_limit,

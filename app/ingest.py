@@ -36,7 +36,7 @@ from customers.context import MomentEvidence
 from customers.store import customer_key
 from geo import presence
 from geo import store as geo_store
-from geo.cells import Cells, cells_of
+from geo.cells import cells_of
 from geo.fences import haversine_m
 from geo.index import FenceHit
 from geo.pings import PingIn
@@ -132,8 +132,7 @@ async def ingest_pings(conn: Connection, catalog: Catalog, predictor: Predictor,
     accuracy = np.fromiter((DEFAULT_ACCURACY_M if p.accuracy_m is None else p.accuracy_m
                             for p in pings), np.float64, len(pings))
     fixes = [Fix(p.ts, p.lat, p.lng, a) for p, a in zip(pings, accuracy.tolist(), strict=True)]
-    # The index is built at the catalog's resolution, so the stored cells serve it too.
-    hits = fence_hits(view, lat, lng, accuracy, cells)
+    hits = fence_hits(view, lat, lng, accuracy)
     after, events = presence.advance(before, fixes, hits, view.index.fences)
     if after != before:
         await conn.execute(SAVE_PRESENCE, device.id, msgspec.to_builtins(after), after.last_at,
@@ -150,13 +149,12 @@ async def ingest_pings(conn: Connection, catalog: Catalog, predictor: Predictor,
 
 
 def fence_hits(view: CatalogView, lat: NDArray[np.float64], lng: NDArray[np.float64],
-               accuracy: NDArray[np.float64], cells: Cells) -> list[list[FenceHit]]:
-    """The fences near each fix, matched with the margins presence needs for its accuracy
-    (`cells`: the fixes' H3 cells at the catalog's resolution)."""
+               accuracy: NDArray[np.float64]) -> list[list[FenceHit]]:
+    """The fences near each fix, matched with the margins presence needs for its accuracy."""
     index = view.index
     if not len(index):
         return [[] for _ in range(len(lat))]
-    return index.match(lat, lng, presence.match_margins(accuracy), cells=cells).hits()
+    return index.match(lat, lng, presence.match_margins(accuracy)).hits()
 
 
 async def answer_batch(ledger: Ledger, view: CatalogView, predictor: Predictor,

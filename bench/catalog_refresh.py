@@ -58,7 +58,7 @@ async def fill(conn: asyncpg.Connection, fences: list[IndexedFence]) -> list[uui
                 for k, f in enumerate(fences)]
 
 
-async def rebuild_everything(conn: asyncpg.Connection, resolution: int) -> FenceIndex:
+async def rebuild_everything(conn: asyncpg.Connection) -> FenceIndex:
     """The previous `Catalog._load_fences`: every row read, every fence indexed."""
     rows = await conn.fetch(geo_store.INDEX_ROWS)
     fences = [
@@ -71,7 +71,7 @@ async def rebuild_everything(conn: asyncpg.Connection, resolution: int) -> Fence
         for r in rows
     ]
     await conn.fetch("SELECT id, timezone FROM stores")
-    return await asyncio.to_thread(FenceIndex.build, fences, resolution=resolution)
+    return await asyncio.to_thread(FenceIndex.build, fences)
 
 
 async def move(conn: asyncpg.Connection, fence_id: uuid.UUID, shapes: list[FenceShape],
@@ -100,7 +100,7 @@ async def run(dsn: str, n_fences: int, changes: int, before_rounds: int) -> None
         for _ in range(before_rounds):
             await move(conn, ids[int(rng.integers(len(ids)))], shapes, rng)
             t0 = time.perf_counter()
-            await rebuild_everything(conn, resolution)
+            await rebuild_everything(conn)
             before.append(time.perf_counter() - t0)
 
         catalog = Catalog(resolution=resolution)

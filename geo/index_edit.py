@@ -12,7 +12,6 @@ from uuid import UUID
 
 import numpy as np
 
-from geo.cells import Cells, cells_of
 from geo.index_query import FenceIndex
 from geo.index_types import F64, FenceMatches, IndexedFence
 
@@ -53,8 +52,8 @@ class _LiveFences(Mapping[UUID, IndexedFence]):
 
 
 @functools.lru_cache(maxsize=16)
-def _empty_index(resolution: int, max_margin_m: float) -> FenceIndex:
-    return FenceIndex.build([], resolution=resolution, max_margin_m=max_margin_m)
+def _empty_index(cell_m: float, max_margin_m: float) -> FenceIndex:
+    return FenceIndex.build([], cell_m=cell_m, max_margin_m=max_margin_m)
 
 
 class LayeredIndex:
@@ -65,17 +64,17 @@ class LayeredIndex:
     gone or disabled, though naming changed ones too is harmless.
     """
 
-    __slots__ = ("_base_dead", "_fences", "_ids", "base", "dead", "delta", "max_margin_m",
-                 "resolution", "version")
+    __slots__ = ("_base_dead", "_fences", "_ids", "base", "cell_m", "dead", "delta",
+                 "max_margin_m", "version")
 
     def __init__(
         self, base: FenceIndex, delta: FenceIndex | None = None, dead: Iterable[UUID] = (), *,
         version: int | None = None,
     ) -> None:
         if delta is None:
-            delta = _empty_index(base.resolution, base.max_margin_m)
-        if (delta.resolution, delta.max_margin_m) != (base.resolution, base.max_margin_m):
-            raise ValueError("base and delta must share resolution and max_margin_m")
+            delta = _empty_index(base.cell_m, base.max_margin_m)
+        if (delta.cell_m, delta.max_margin_m) != (base.cell_m, base.max_margin_m):
+            raise ValueError("base and delta must share cell_m and max_margin_m")
         by_id = base._by_id
         shadowed = frozenset(f for f in (*dead, *delta.fences) if f in by_id)
         self.base, self.delta, self.dead = base, delta, shadowed
@@ -84,7 +83,7 @@ class LayeredIndex:
         # Delta fences are numbered after the base's in the matches' `fence_ids`.
         self._ids: Sequence[UUID] = [*base._ids, *delta._ids] if len(delta) else base._ids
         self._fences = _LiveFences(base.fences, delta.fences, shadowed)
-        self.resolution = base.resolution
+        self.cell_m = base.cell_m
         self.max_margin_m = base.max_margin_m
         self.version = base.version if version is None else version
 
@@ -110,24 +109,19 @@ class LayeredIndex:
         """Approximate memory of both layers (see `FenceIndex.nbytes`)."""
         return self.base.nbytes + self.delta.nbytes
 
-    def match(
-        self, lat: F64, lng: F64, margin_m: float | F64 | None = None, *,
-        cells: Cells | None = None,
-    ) -> FenceMatches:
+    def match(self, lat: F64, lng: F64, margin_m: float | F64 | None = None) -> FenceMatches:
         """`FenceIndex.match` over the live fences: the base's matches of live fences, then
         each ping's delta matches, still grouped by ping."""
         lat = np.asarray(lat, dtype=np.float64)
         lng = np.asarray(lng, dtype=np.float64)
-        if cells is None:
-            cells = cells_of(lat, lng, self.base.query_resolution)
-        found = self.base.match(lat, lng, margin_m, cells=cells)
+        found = self.base.match(lat, lng, margin_m)
         if self.dead:
             live = ~self._base_dead[found.fence]
             found = FenceMatches(found.ping[live], found.fence[live], found.inside[live],
                                  found.distance_m[live], found.fence_ids, found.pings)
         if not len(self.delta):
             return found
-        extra = self.delta.match(lat, lng, margin_m, cells=cells)
+        extra = self.delta.match(lat, lng, margin_m)
         ping = np.concatenate((found.ping, extra.ping))
         # Stable, so each ping keeps its base matches first and the whole stays grouped by ping.
         order = np.argsort(ping, kind="stable")

@@ -1,7 +1,8 @@
 """The geofence index and its query: for a batch of pings, the fences each is in or near.
 
-One rule: geometry is only computed where a cell's stored distance bounds cannot decide the
-answer, vectorised over the whole batch (see `geo.index` for the whole design).
+One rule: a whole batch is answered by one compiled loop (`_match`): per ping, one hash lookup of
+its grid cell, then per entry of that cell its stored bounds, and exact geometry only where they
+cannot decide (see `geo.index` for the whole design).
 """
 
 from __future__ import annotations
@@ -12,29 +13,37 @@ from uuid import UUID
 
 import numpy as np
 
-from geo.cells import Cells, cells_of, parents_of, resolutions_of
-from geo.index_build import Tables, build_tables
-from geo.index_geometry import ragged
+from geo.index_build import Tables, build_tables, slot_of
+from geo.index_geometry import Geometry
+from geo.index_kernels import (
+    CIRCLE,
+    DEG_M,
+    cell_key,
+    circle_distance,
+    jit,
+    local_xy,
+    polygon_test,
+)
 from geo.index_types import (
+    DEFAULT_CELL_M,
     DEFAULT_MAX_MARGIN_M,
-    DEFAULT_RESOLUTION,
     F64,
     FenceMatches,
     IndexedFence,
 )
 
+# Room for this many matches per ping before the batch is run again with exactly enough.
+MATCHES_PER_PING = 16
+
 
 class FenceIndex:
     """An immutable index of the enabled fences; see the module docstring."""
 
-    __slots__ = (
-        "_by_id", "_edge_count", "_edge_start", "_entry_fence", "_entry_hi",
-        "_entry_lo", "_fence_map", "_fences", "_geometry", "_ids", "_levels", "_starts",
-        "_table", "max_margin_m", "resolution", "version",
-    )
+    __slots__ = ("_bits", "_by_id", "_fence_map", "_fences", "_ids", "_tables", "cell_m",
+                 "max_margin_m", "version")
 
     def __init__(
-        self, fences: list[IndexedFence], tables: Tables, *, resolution: int,
+        self, fences: list[IndexedFence], tables: Tables, *, cell_m: float,
         max_margin_m: float, version: int,
     ) -> None:
         """Assemble a built index; call `FenceIndex.build` instead."""
@@ -42,16 +51,9 @@ class FenceIndex:
         self._ids = [f.fence_id for f in fences]
         self._by_id = {fid: i for i, fid in enumerate(self._ids)}
         self._fence_map = MappingProxyType({f.fence_id: f for f in fences})
-        self._geometry = tables.geometry
-        self._table = tables.table
-        self._starts = tables.starts
-        self._entry_fence = tables.entry_fence
-        self._entry_lo = tables.entry_lo
-        self._entry_hi = tables.entry_hi
-        self._edge_count = tables.edge_count
-        self._edge_start = tables.edge_start
-        self._levels = tables.levels
-        self.resolution = resolution
+        self._tables = tables
+        self._bits = len(tables.slot_key).bit_length() - 1
+        self.cell_m = cell_m
         self.max_margin_m = max_margin_m
         self.version = version
 
@@ -60,20 +62,21 @@ class FenceIndex:
         cls,
         fences: Iterable[IndexedFence],
         *,
-        resolution: int = DEFAULT_RESOLUTION,
+        cell_m: float = DEFAULT_CELL_M,
         max_margin_m: float = DEFAULT_MAX_MARGIN_M,
         version: int = 0,
     ) -> FenceIndex:
         """Index the enabled fences; disabled ones are left out."""
-        if not 0 <= resolution <= 15:
-            raise ValueError("resolution must be within 0..15")
+        if not 1.0 <= cell_m <= 10_000.0:
+            raise ValueError("cell_m must be within 1..10000")
         if not max_margin_m >= 0.0:
             raise ValueError("max_margin_m must be >= 0")
         kept = [f for f in fences if f.enabled]
         if len({f.fence_id for f in kept}) != len(kept):
             raise ValueError("fence ids must be unique")
-        tables = build_tables([f.shape for f in kept], resolution, max_margin_m)
-        return cls(kept, tables, resolution=resolution, max_margin_m=float(max_margin_m),
+        tables = build_tables(Geometry([f.shape for f in kept]), float(cell_m),
+                              float(max_margin_m))
+        return cls(kept, tables, cell_m=float(cell_m), max_margin_m=float(max_margin_m),
                    version=version)
 
     def __len__(self) -> int:
@@ -90,82 +93,96 @@ class FenceIndex:
         return fence
 
     @property
-    def query_resolution(self) -> int:
-        """The resolution a ping's cell is looked up at: one finer than `resolution`, whose
-        cells along fence borders spare most exact tests (see `geo.index_build`)."""
-        return self._levels[0]
+    def geometry(self) -> Geometry:
+        """The fences as arrays (exact signed distances; see `geo.index_geometry`)."""
+        return self._tables.geometry
 
     @property
     def entries(self) -> int:
         """Number of stored (cell, fence) pairs."""
-        return len(self._entry_fence)
+        return len(self._tables.entry_fence)
 
     @property
     def nbytes(self) -> int:
-        """Approximate memory of cell structures and polygon edges (shapely objects excluded)."""
-        return int(
-            self._table.nbytes + self._starts.nbytes + self._entry_fence.nbytes
-            + self._entry_lo.nbytes + self._entry_hi.nbytes
-            + self._geometry.nbytes + self._edge_count.nbytes + self._edge_start.nbytes
-        )
+        """Memory of the cell tables and the fences' arrays (shapely objects excluded)."""
+        return self._tables.nbytes
 
-    def match(
-        self, lat: F64, lng: F64, margin_m: float | F64 | None = None, *,
-        cells: Cells | None = None,
-    ) -> FenceMatches:
+    def match(self, lat: F64, lng: F64, margin_m: float | F64 | None = None) -> FenceMatches:
         """Every fence each ping is inside of, or outside of by at most `margin_m` metres.
 
         `margin_m` is one margin for the batch or one per ping (at most `max_margin_m`; default
         that). Distances are exact within the margin and clamped to -margin deeper inside.
-        `cells` may pass the pings' `cells_of(lat, lng, index.query_resolution)` when the
-        caller has them already (cells at another resolution are computed again).
         """
-        lat = np.asarray(lat, dtype=np.float64)
-        lng = np.asarray(lng, dtype=np.float64)
+        lat = np.ascontiguousarray(lat, dtype=np.float64)
+        lng = np.ascontiguousarray(lng, dtype=np.float64)
         n = len(lat)
-        per_ping = np.broadcast_to(
+        per_ping = np.ascontiguousarray(np.broadcast_to(
             np.asarray(self.max_margin_m if margin_m is None else margin_m, dtype=np.float64),
             (n,),
-        )
+        ))
         if n and not (per_ping.min() >= 0.0 and per_ping.max() <= self.max_margin_m):
             raise ValueError(f"margin_m must be within 0..{self.max_margin_m:g}")
-        finest = self._levels[0]
-        if cells is None or (len(cells) and int(resolutions_of(cells[:1])[0]) != finest):
-            cells = cells_of(lat, lng, self.query_resolution)
-        levels = self._levels
-        if len(levels) == 1:
-            query = cells
-        else:
-            # Ping-major layout, so matches come out grouped by ping without a sort.
-            query = np.stack([parents_of(cells, r) for r in levels], axis=1).ravel()
-        rows_all = self._table.lookup(query)
-        found = np.flatnonzero(rows_all >= 0)
-        rows = rows_all[found]
-        ping_of_row = found // len(levels)
-        first = self._starts[rows]
-        counts = self._starts[rows + 1] - first
-        ping = np.repeat(ping_of_row, counts)
-        entry = np.arange(len(ping)) + np.repeat(first - (np.cumsum(counts) - counts), counts)
-        margin = per_ping[ping]
-        candidate = self._entry_lo[entry] <= margin
-        ping, entry, margin = ping[candidate], entry[candidate], margin[candidate]
-        fence = self._entry_fence[entry]
-        deep = self._entry_hi[entry] <= -margin
-        inside = deep.copy()
-        dist = -margin
-        exact = np.flatnonzero(~deep)
-        if len(exact):
-            pe = ping[exact]
-            fe, ee = fence[exact], entry[exact]
-            # Polygons read only the edges their cell's entry keeps (see geo.index_geometry).
-            ee = ee[self._geometry.kind[fe] != 0]
-            count = self._edge_count[ee].astype(np.int64)
-            ids = ragged(self._edge_start[ee].astype(np.int64), count)
-            ins, d = self._geometry.signed_distance(fe, lat[pe], lng[pe], (count, ids))
-            inside[exact] = ins
-            dist[exact] = d
-        keep = dist <= margin
-        np.maximum(dist, -margin, out=dist)
-        return FenceMatches(
-            ping[keep], fence[keep], inside[keep], dist[keep], self._ids, n,
-        )
+        t, g = self._tables, self._tables.geometry
+        capacity = MATCHES_PER_PING * n
+        while True:
+            ping = np.empty(capacity, np.int64)
+            fence = np.empty(capacity, np.int32)
+            inside = np.empty(capacity, np.bool_)
+            dist = np.empty(capacity, np.float64)
+            found = _match(lat, lng, per_ping, self.cell_m / DEG_M, t.slot_key, t.slot_row,
+                           self._bits, t.starts, t.entry_fence, t.entry_lo, t.entry_hi,
+                           t.edge_start, t.edge_count, g.kind, g.frame, g.ex, g.ey, g.nxt,
+                           g.prv, ping, fence, inside, dist)
+            if found <= capacity:
+                break
+            capacity = found
+        return FenceMatches(ping[:found], fence[:found], inside[:found], dist[:found], self._ids,
+                            n)
+
+
+@jit()
+def _match(lat: np.ndarray, lng: np.ndarray, margin: np.ndarray, dlat: float,
+           slot_key: np.ndarray, slot_row: np.ndarray, bits: int, starts: np.ndarray,
+           entry_fence: np.ndarray, entry_lo: np.ndarray, entry_hi: np.ndarray,
+           edge_start: np.ndarray, edge_count: np.ndarray, kind: np.ndarray, frame: np.ndarray,
+           ex: np.ndarray, ey: np.ndarray, nxt: np.ndarray, prv: np.ndarray,
+           out_ping: np.ndarray, out_fence: np.ndarray, out_inside: np.ndarray,
+           out_dist: np.ndarray) -> int:
+    """Write every (ping, fence) match, grouped by ping, while there is room; returns how
+    many there are (more than the room: run again with that much)."""
+    if len(starts) < 2:
+        return 0
+    mask = len(slot_key) - 1
+    room = len(out_ping)
+    found = 0
+    for i in range(len(lat)):
+        k = cell_key(lat[i], lng[i], dlat)
+        s = slot_of(k, bits)
+        while slot_key[s] != -1 and slot_key[s] != k:
+            s = (s + 1) & mask
+        if slot_key[s] == -1:
+            continue
+        row = slot_row[s]
+        m = margin[i]
+        for j in range(starts[row], starts[row + 1]):
+            if entry_lo[j] > m:
+                continue
+            f = entry_fence[j]
+            if entry_hi[j] <= -m:
+                ins, d = True, -m
+            elif kind[f] == CIRCLE:
+                d = circle_distance(lat[i], lng[i], frame, f)
+                ins = d <= 0.0
+            else:
+                x, y = local_xy(lat[i], lng[i], frame, f)
+                e0 = edge_start[j]
+                ins, d = polygon_test(x, y, e0, e0 + edge_count[j], ex, ey, nxt, prv)
+            if d > m:
+                continue
+            if found < room:
+                out_ping[found] = i
+                out_fence[found] = f
+                out_inside[found] = ins
+                out_dist[found] = max(d, -m)
+            found += 1
+    return found

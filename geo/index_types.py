@@ -17,7 +17,9 @@ I32 = NDArray[np.int32]
 I64 = NDArray[np.int64]
 Bools = NDArray[np.bool_]
 
-DEFAULT_RESOLUTION = 11
+# The grid's cell size, metres: smaller cells decide more pings without geometry and read shorter
+# runs of edges, but store more (cell, fence) entries and take longer to build (see `make bench`).
+DEFAULT_CELL_M = 40.0
 # The widest margin a query may ask for. Presence needs margins up to its enter cap and its exit
 # threshold for ordinary fixes (see geo.presence.MATCH_MARGIN_M); a wider margin costs memory
 # (a ring of cells of that width around every fence) and build time.

@@ -56,7 +56,7 @@ def view() -> CatalogView:
     campaigns = [proposed_campaign(msgspec.convert({**spec, "trigger": {"kind": kind}},
                                                    CampaignSpec), START)
                  for kind in ("enter", "dwell", "exit")]
-    return CatalogView(LayeredIndex(FenceIndex.build(fences, resolution=11)), 11,
+    return CatalogView(LayeredIndex(FenceIndex.build(fences)), 11,
                        {f.store_id: "Europe/Paris" for f in fences}, {}, campaigns,
                        Policy(max_per_device_per_day=100, min_seconds_between_pushes=0,
                               quiet_hours=None))

@@ -1,4 +1,4 @@
-"""The fence index agrees with brute-force geometry, and its cell helpers agree with h3."""
+"""The fence index agrees with brute-force geometry, and the pings' H3 cells agree with h3."""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ import shapely
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from geo.cells import CellTable, cells_of, parents_of
+from geo.cells import cells_of
 from geo.fences import (
     EARTH_RADIUS_M,
     FenceShape,
@@ -76,7 +76,7 @@ class Scene:
     lat: np.ndarray
     lng: np.ndarray
     margin: np.ndarray  # per ping
-    resolution: int
+    cell_m: float
 
 
 @st.composite
@@ -107,8 +107,8 @@ def scenes(draw: st.DrawFn) -> Scene:
             lats.append(np.array([plat]))
     lat = np.concatenate(lats)
     per_ping = rng.choice(margins, len(lat)) if margin < 0 else np.full(len(lat), margin)
-    resolution = draw(st.sampled_from([10, 11, 11, 12]))
-    return Scene(fences, lat, np.concatenate(lngs), per_ping, resolution)
+    cell_m = draw(st.sampled_from([10.0, 25.0, 40.0, 40.0, 90.0]))
+    return Scene(fences, lat, np.concatenate(lngs), per_ping, cell_m)
 
 
 def brute_force(shape: FenceShape, lat: np.ndarray, lng: np.ndarray) -> tuple[np.ndarray, ...]:
@@ -132,7 +132,7 @@ def indexed(shape: FenceShape, enabled: bool = True) -> IndexedFence:
 @given(scenes())
 def test_index_agrees_with_brute_force_away_from_borders(scene: Scene) -> None:
     fences = [indexed(s) for s in scene.shapes]
-    index = FenceIndex.build(fences, resolution=scene.resolution)
+    index = FenceIndex.build(fences, cell_m=scene.cell_m)
     m = index.match(scene.lat, scene.lng, scene.margin)
     got = {
         (p, f): (i, d)
@@ -171,23 +171,27 @@ def test_disabled_fences_are_not_indexed() -> None:
     assert [h.fence_id for h in m.hits()[0]] == [on.fence_id]
 
 
-def test_a_big_fence_is_compacted_and_answers_deep_pings_without_geometry() -> None:
+def test_a_big_fence_answers_deep_pings_from_its_cells_alone() -> None:
     big = indexed(square(48.85, 2.35, 2_000))
     index = FenceIndex.build([big], max_margin_m=50.0)
-    uncompacted = 4_000 * 4_000 / h3b.average_hexagon_area(11, "m^2")
-    assert index.entries < uncompacted / 3
+    # Every cell within reach, and no more: the 4 km square grown by the margin and a cell.
+    assert 4_000**2 / 40.0**2 <= index.entries <= 4_200**2 / 40.0**2 * 1.5
+    tables = index._tables
+    deep = np.isneginf(tables.entry_lo)
+    assert deep.sum() > 0.8 * index.entries
+    assert (tables.entry_hi[deep] == -50.0).all() and (tables.edge_count[deep] == 0).all()
     m = index.match(np.array([48.85, 48.85]), np.array([2.35, 2.0]), 50.0)
     assert m.ping.tolist() == [0] and m.inside.tolist() == [True]
     assert m.distance_m.tolist() == [-50.0]
 
 
-def test_precomputed_cells_give_the_same_matches() -> None:
-    index = FenceIndex.build([indexed(square(48.85, 2.35, 80))])
-    lat, lng = np.array([48.85, 48.8507, 48.86]), np.array([2.35, 2.35, 2.35])
-    a = index.match(lat, lng, 50.0)
-    b = index.match(lat, lng, 50.0, cells=cells_of(lat, lng, index.resolution))
-    assert (a.ping.tolist(), a.distance_m.tolist()) == (b.ping.tolist(), b.distance_m.tolist())
-    assert len(a) == 2
+def test_a_batch_with_more_matches_than_room_is_answered_whole() -> None:
+    # 40 concentric fences: each ping is in all of them, over MATCHES_PER_PING.
+    fences = [indexed(square(48.85, 2.35, 60 + 5 * k)) for k in range(40)]
+    index = FenceIndex.build(fences)
+    m = index.match(np.full(3, 48.85), np.full(3, 2.35), 10.0)
+    assert m.ping.tolist() == [0] * 40 + [1] * 40 + [2] * 40
+    assert set(m.fence.tolist()) == set(range(40)) and m.inside.all()
 
 
 def test_a_margin_wider_than_the_index_was_built_for_is_refused() -> None:
@@ -201,23 +205,11 @@ def test_an_empty_index_matches_nothing() -> None:
     assert len(m) == 0 and m.hits() == [[], []]
 
 
-def test_cells_and_parents_agree_with_h3() -> None:
+def test_cells_agree_with_h3() -> None:
     rng = np.random.default_rng(5)
     lat, lng = rng.uniform(-85, 85, 300), rng.uniform(-180, 180, 300)
     cells = cells_of(lat, lng, 11)
     assert cells.tolist() == [h3b.latlng_to_cell(a, b, 11) for a, b in zip(lat, lng, strict=True)]
-    for res in (0, 5, 10, 11):
-        assert parents_of(cells, res).tolist() == [h3b.cell_to_parent(c, res)
-                                                   for c in cells.tolist()]
-
-
-def test_the_cell_table_finds_present_keys_and_only_them() -> None:
-    rng = np.random.default_rng(9)
-    keys = np.unique(rng.integers(1, 2**62, 5_000, dtype=np.int64).astype(np.uint64))
-    table = CellTable(keys, np.arange(len(keys), dtype=np.int32))
-    absent = keys + np.uint64(1)
-    assert table.lookup(keys).tolist() == list(range(len(keys)))
-    assert set(table.lookup(absent[~np.isin(absent, keys)]).tolist()) == {-1}
 
 
 def test_a_polygon_with_very_many_edges_is_matched_exactly() -> None:

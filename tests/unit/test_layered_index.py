@@ -30,7 +30,7 @@ class Edit:
     lat: np.ndarray
     lng: np.ndarray
     margin: np.ndarray  # per ping
-    resolution: int
+    cell_m: float
 
     @property
     def live(self) -> list[IndexedFence]:
@@ -68,8 +68,8 @@ def edits(draw: st.DrawFn) -> Edit:
     # Points around the old versions too: a dead fence must match nothing any more.
     lat, lng = points_near([f.shape for f in (*base, moved, added)], rng)
     margin = rng.choice([0.0, 5.0, 30.0, 100.0], len(lat))
-    resolution = draw(st.sampled_from([10, 11, 12]))
-    return Edit(base, moved, base[1], disabled, added, lat, lng, margin, resolution)
+    cell_m = draw(st.sampled_from([25.0, 40.0, 90.0]))
+    return Edit(base, moved, base[1], disabled, added, lat, lng, margin, cell_m)
 
 
 def by_pair(m: FenceMatches) -> dict[tuple[int, uuid.UUID], tuple[bool, float]]:
@@ -81,8 +81,8 @@ def by_pair(m: FenceMatches) -> dict[tuple[int, uuid.UUID], tuple[bool, float]]:
 
 
 def layered(edit: Edit) -> LayeredIndex:
-    base = FenceIndex.build(edit.base, resolution=edit.resolution)
-    delta = FenceIndex.build([edit.moved, edit.disabled, edit.added], resolution=edit.resolution)
+    base = FenceIndex.build(edit.base, cell_m=edit.cell_m)
+    delta = FenceIndex.build([edit.moved, edit.disabled, edit.added], cell_m=edit.cell_m)
     return LayeredIndex(base, delta, {edit.deleted.fence_id, edit.disabled.fence_id}, version=9)
 
 
@@ -90,7 +90,7 @@ def layered(edit: Edit) -> LayeredIndex:
 @given(edits())
 def test_a_layered_index_matches_like_a_fresh_build_of_its_live_fences(edit: Edit) -> None:
     index = layered(edit)
-    fresh = FenceIndex.build(edit.live, resolution=edit.resolution)
+    fresh = FenceIndex.build(edit.live, cell_m=edit.cell_m)
     got = index.match(edit.lat, edit.lng, edit.margin)
     want = fresh.match(edit.lat, edit.lng, edit.margin)
     assert by_pair(got) == by_pair(want)
@@ -104,7 +104,7 @@ def test_a_layered_index_matches_like_a_fresh_build_of_its_live_fences(edit: Edi
 @given(edits())
 def test_a_layered_index_holds_the_same_fences_as_a_fresh_build(edit: Edit) -> None:
     index = layered(edit)
-    fresh = FenceIndex.build(edit.live, resolution=edit.resolution)
+    fresh = FenceIndex.build(edit.live, cell_m=edit.cell_m)
     assert dict(index.fences) == dict(fresh.fences)
     assert len(index) == len(index.fences) == len(fresh)
     assert sorted(index.fences) == sorted(fresh.fences)
@@ -113,7 +113,7 @@ def test_a_layered_index_holds_the_same_fences_as_a_fresh_build(edit: Edit) -> N
         assert gone.fence_id not in index.fences
         with pytest.raises(KeyError):
             index.fence(gone.fence_id)
-    assert (index.version, index.resolution) == (9, edit.resolution)
+    assert (index.version, index.cell_m) == (9, edit.cell_m)
 
 
 MOVED_500_M_EAST = offset(48.85, 2.35, 500.0, 0.0)
@@ -138,9 +138,9 @@ def test_a_layer_without_changes_answers_like_its_base() -> None:
     assert index.version == 3 and index.fences == base.fences and not index.dead
 
 
-def test_a_delta_at_another_resolution_is_refused() -> None:
-    with pytest.raises(ValueError, match="resolution"):
-        LayeredIndex(FenceIndex.build([]), FenceIndex.build([], resolution=10))
+def test_a_delta_with_another_cell_size_is_refused() -> None:
+    with pytest.raises(ValueError, match="cell_m"):
+        LayeredIndex(FenceIndex.build([]), FenceIndex.build([], cell_m=25.0))
 
 
 def test_a_margin_wider_than_the_layers_were_built_for_is_refused() -> None:

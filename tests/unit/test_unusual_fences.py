@@ -16,7 +16,6 @@ import shapely
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from geo import index as index_module
 from geo.fences import (
     EARTH_RADIUS_M,
     FenceShape,
@@ -28,6 +27,7 @@ from geo.fences import (
     validate,
 )
 from geo.index import FenceIndex, IndexedFence
+from geo.index_kernels import DEG_M, cell_bounds, cell_key
 
 BORDER_TOLERANCE_M = 0.01
 Ring = list[list[float]]
@@ -107,7 +107,9 @@ def edge_shapes(draw: st.DrawFn, lat0: float, lng0: float) -> FenceShape:
 
 
 @st.composite
-def edge_scenes(draw: st.DrawFn) -> tuple[list[FenceShape], np.ndarray, np.ndarray, float, int]:
+def edge_scenes(
+    draw: st.DrawFn,
+) -> tuple[list[FenceShape], np.ndarray, np.ndarray, float, float]:
     lat0, lng0 = draw(st.sampled_from(PLACES))
     fences = draw(st.lists(edge_shapes(lat0, lng0), min_size=1, max_size=3))
     rng = np.random.default_rng(draw(st.integers(0, 2**32 - 1)))
@@ -119,17 +121,17 @@ def edge_scenes(draw: st.DrawFn) -> tuple[list[FenceShape], np.ndarray, np.ndarr
         lats.append(rng.uniform(max(-89.99, y0 - pad_y), min(89.99, y1 + pad_y), 200))
     lng = np.concatenate(lngs)
     margin = draw(st.sampled_from([0.0, 5.0, 30.0, 100.0]))
-    resolution = draw(st.sampled_from([10, 11, 12]))
-    return fences, np.concatenate(lats), lng - 360.0 * np.round(lng / 360.0), margin, resolution
+    cell_m = draw(st.sampled_from([25.0, 40.0, 90.0]))
+    return fences, np.concatenate(lats), lng - 360.0 * np.round(lng / 360.0), margin, cell_m
 
 
 @settings(deadline=None, max_examples=60, suppress_health_check=[HealthCheck.too_slow])
 @given(edge_scenes())
 def test_the_index_agrees_with_brute_force_near_the_poles_and_the_antimeridian(
-    scene: tuple[list[FenceShape], np.ndarray, np.ndarray, float, int],
+    scene: tuple[list[FenceShape], np.ndarray, np.ndarray, float, float],
 ) -> None:
-    shapes, lat, lng, margin, resolution = scene
-    m = FenceIndex.build([indexed(s) for s in shapes], resolution=resolution).match(
+    shapes, lat, lng, margin, cell_m = scene
+    m = FenceIndex.build([indexed(s) for s in shapes], cell_m=cell_m).match(
         lat, lng, margin)
     got = {(p, f): (i, d) for p, f, i, d in zip(m.ping.tolist(), m.fence.tolist(),
                                                 m.inside.tolist(), m.distance_m.tolist(),
@@ -227,28 +229,26 @@ def test_an_unusual_fence_holds_exactly_the_pings_inside_it(
         [i for i, e in enumerate(expected) if e], expected)
 
 
-def test_the_largest_fence_answers_a_ping_in_its_middle_without_geometry(
-    monkeypatch: pytest.MonkeyPatch,
-) -> None:
+def test_the_largest_fence_answers_a_ping_in_its_middle_without_geometry() -> None:
     # 2,000 positions on a circle-like ring of 24.9 km²
     radius = math.sqrt(24.9e6 / math.pi) / math.sqrt(
         1999 / (2 * math.pi) * math.sin(2 * math.pi / 1999))
     shape = validate(Polygon(coordinates=[star(48.85, 2.35, 0.0, 0.0, [radius] * 1999)]), None)
     index = FenceIndex.build([indexed(shape)])
-    exact_tests: list[int] = []
-    original = index_module._Geometry.signed_distance
+    lat, lng = np.array([48.85, 48.851]), np.array([2.35, 2.349])
+    tables = index._tables
+    # Each ping's cell holds one entry, deep: answered by its bounds, no edge read.
+    keys = [cell_key(a, b, index.cell_m / DEG_M) for a, b in zip(lat, lng, strict=True)]
+    rows = [int(tables.slot_row[tables.slot_key == k][0]) for k in keys]
+    entries = [int(tables.starts[r]) for r in rows]
 
-    def counting(self: index_module._Geometry, f: np.ndarray, lat: np.ndarray,
-                 lng: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        exact_tests.append(len(f))
-        return original(self, f, lat, lng)
-
-    monkeypatch.setattr(index_module._Geometry, "signed_distance", counting)
-
-    m = index.match(np.array([48.85, 48.851]), np.array([2.35, 2.349]), 100.0)
+    m = index.match(lat, lng, 100.0)
 
     assert (shape.area_m2 == pytest.approx(24.9e6, rel=1e-3), m.inside.tolist(),
-            exact_tests) == (True, [True, True], [])
+            [int(tables.starts[r + 1] - tables.starts[r]) for r in rows],
+            [float(tables.entry_hi[e]) for e in entries],
+            [int(tables.edge_count[e]) for e in entries]) == (
+        True, [True, True], [1, 1], [-100.0, -100.0], [0, 0])
 
 
 @pytest.mark.parametrize(("lat0", "size_m"), [
@@ -265,15 +265,16 @@ def test_the_stored_distance_bounds_hold_at_every_corner_of_every_cell(
     shape = validate(Polygon(coordinates=[star(lat0, 10.0, 0.0, 0.0, [size_m, 0.6 * size_m] * 6)]),
                      None)
     index = FenceIndex.build([indexed(shape)])
-    keys = index._table._keys
-    rows = index._table.lookup(keys)
-    lo = index._entry_lo[index._starts[rows]]
-    hi = index._entry_hi[index._starts[rows]]
-    corners = [index_module.h3n.cell_to_boundary(int(c)) for c in keys.tolist()]
-    counts = np.array([len(c) for c in corners])
-    lat, lng = np.array([p for c in corners for p in c]).T
-    _, d = index._geometry.signed_distance(np.zeros(len(lat), dtype=np.int32), lat, lng)
+    tables = index._tables
+    used = tables.slot_key != -1
+    keys, rows = tables.slot_key[used], tables.slot_row[used]
+    lo = tables.entry_lo[tables.starts[rows]]
+    hi = tables.entry_hi[tables.starts[rows]]
+    corners = [cell_bounds(int(k), index.cell_m / DEG_M) for k in keys.tolist()]
+    lat = np.array([lat for s, _, n, _ in corners for lat in (s, s, n, n)])
+    lng = np.array([lng for _, w, _, e in corners for lng in (w, e, w, e)])
+    _, d = index.geometry.signed_distance(np.zeros(len(lat), dtype=np.int32), lat, lng)
 
-    outside_bounds = (d < np.repeat(lo, counts) - 1e-6) | (d > np.repeat(hi, counts) + 1e-6)
+    outside_bounds = (d < np.repeat(lo, 4) - 1e-6) | (d > np.repeat(hi, 4) + 1e-6)
 
-    assert int(outside_bounds.sum()) == 0
+    assert len(keys) > 100 and int(outside_bounds.sum()) == 0
