@@ -28,7 +28,7 @@ from geo.index_kernels import (
     circle_distance,
     jit,
     local_xy,
-    polygon_test,
+    polygon_scan,
     row_columns,
     row_width,
 )
@@ -37,62 +37,78 @@ from geo.index_kernels import (
 # share (and every bound by a centimetre) so that rounding never makes a bound optimistic.
 SPHERE_SAFETY = 1.001
 HASH_MULTIPLIER = np.uint64(0x9E3779B97F4A7C15)
+BUILD_PART = 8192  # fences whose entries are written at a time
+COUNT_BITS = 24  # a slot's entry count; the rest of its 63 bits, where its entries start
 
 
 @dataclass(frozen=True, slots=True)
 class Tables:
-    """A built index's arrays: a hash table from cell keys to rows, and per row its entries."""
+    """A built index's arrays: a hash table from cell keys to runs of entries, and the entries.
+
+    Laid out for a query's few cache misses: a slot holds its key beside its entries' place
+    (start << COUNT_BITS | count), and a cell's entries lie side by side, their bounds (read for
+    every entry) apart from what only an exact test reads.
+    """
 
     geometry: Geometry
-    slot_key: NDArray[np.int64]  # open addressing, -1 where empty
-    slot_row: NDArray[np.int32]
-    starts: NDArray[np.int64]  # row r's entries are starts[r]:starts[r + 1]
-    entry_fence: NDArray[np.int32]
-    entry_lo: NDArray[np.float32]
-    entry_hi: NDArray[np.float32]
-    # The edges an exact test of entry i reads: edge_start[i] .. edge_start[i] + edge_count[i].
-    edge_start: NDArray[np.int32]
-    edge_count: NDArray[np.int32]
+    slots: NDArray[np.int64]  # (capacity, 2): key (-1 where empty), start << COUNT_BITS | count
+    bounds: NDArray[np.float32]  # (entries, 2): lo, hi
+    # (entries, 3): fence, and the edges an exact test reads: start, count.
+    refs: NDArray[np.int32]
 
     @property
     def nbytes(self) -> int:
-        return int(sum(a.nbytes for a in (
-            self.slot_key, self.slot_row, self.starts, self.entry_fence, self.entry_lo,
-            self.entry_hi, self.edge_start, self.edge_count)) + self.geometry.nbytes)
+        return int(self.slots.nbytes + self.bounds.nbytes + self.refs.nbytes
+                   + self.geometry.nbytes)
+
+    def cells(self) -> tuple[NDArray[np.int64], NDArray[np.int64], NDArray[np.int64]]:
+        """(key, first entry, entry count) of every cell (for checks)."""
+        used = self.slots[:, 0] != -1
+        where = self.slots[used, 1]
+        return self.slots[used, 0], where >> COUNT_BITS, where & ((1 << COUNT_BITS) - 1)
 
 
 def build_tables(geometry: Geometry, cell_m: float, max_margin_m: float) -> Tables:
     """The cell tables of these fences (numbered as in `geometry`)."""
     dlat = cell_m / DEG_M
-    args = (geometry.kind, geometry.frame, geometry.bbox, geometry.first_edge,
-            geometry.edge_count, geometry.ex, geometry.ey, geometry.nxt, geometry.prv, dlat,
+    args = (geometry.kind, geometry.frame, geometry.bbox, geometry.reach, geometry.first_edge,
+            geometry.edge_count, geometry.edges, geometry.nxt, geometry.prv, dlat,
             cell_m, max_margin_m)
-    capacity = _cover(*args, np.zeros(0, np.int64), np.zeros(0, np.int32),
-                      np.zeros(0, np.float32), np.zeros(0, np.float32), np.zeros(0, np.int32),
-                      np.zeros(0, np.int32), False)
-    key = np.empty(capacity, np.int64)
-    fence = np.empty(capacity, np.int32)
-    lo = np.empty(capacity, np.float32)
-    hi = np.empty(capacity, np.float32)
-    estart = np.empty(capacity, np.int32)
-    ecount = np.empty(capacity, np.int32)
-    used = _cover(*args, key, fence, lo, hi, estart, ecount, True)
-    bits = max(4, math.ceil(math.log2(max(1, used))) + 1)
-    slot_key, slot_row, starts, order = _group(key[:used], bits)
-    return Tables(geometry, slot_key, slot_row, starts, fence[order], lo[order], hi[order],
-                  estart[order], ecount[order])
+    # Room for every candidate cell would be 2-3 times what is kept: the entries are written
+    # in parts, each with room for its own candidates.
+    keys, bound_parts, ref_parts = [], [], []
+    for f0 in range(0, len(geometry.kind), BUILD_PART):
+        part = (f0, min(len(geometry.kind), f0 + BUILD_PART))
+        room = _cover(*args, *part, np.zeros(0, np.int64), np.zeros((0, 2), np.float32),
+                      np.zeros((0, 3), np.int32), False)
+        key = np.empty(room, np.int64)
+        bounds = np.empty((room, 2), np.float32)
+        refs = np.empty((room, 3), np.int32)
+        used = _cover(*args, *part, key, bounds, refs, True)
+        keys.append(key[:used].copy())
+        bound_parts.append(bounds[:used].copy())
+        ref_parts.append(refs[:used].copy())
+        del key, bounds, refs
+    if not keys:
+        keys, bound_parts, ref_parts = ([np.zeros(0, np.int64)], [np.zeros((0, 2), np.float32)],
+                                        [np.zeros((0, 3), np.int32)])
+    slots, bounds, refs = _group(np.concatenate(keys), np.concatenate(bound_parts),
+                                 np.concatenate(ref_parts))
+    return Tables(geometry, slots, bounds, refs)
 
 
 @jit()
-def _cover(kind: np.ndarray, frame: np.ndarray, bbox: np.ndarray, first_edge: np.ndarray,
-           edge_count: np.ndarray, ex: np.ndarray, ey: np.ndarray, nxt: np.ndarray,
-           prv: np.ndarray, dlat: float, cell_m: float, margin: float, key: np.ndarray,
-           fence: np.ndarray, lo: np.ndarray, hi: np.ndarray, estart: np.ndarray,
-           ecount: np.ndarray, write: bool) -> int:
-    """Without `write`: how many candidate cells there are in all. With it: the entries of the
-    cells within reach, written from 0; returns how many."""
+def _cover(kind: np.ndarray, frame: np.ndarray, bbox: np.ndarray, reach: np.ndarray,
+           first_edge: np.ndarray,
+           edge_count: np.ndarray, edges: np.ndarray, nxt: np.ndarray,
+           prv: np.ndarray, dlat: float, cell_m: float, margin: float, f0: int, f1: int,
+           key: np.ndarray, bounds: np.ndarray, refs: np.ndarray, write: bool) -> int:
+    """Of fences f0 .. f1 - 1: without `write`, how many candidate cells there are in all;
+    with it, the entries of the cells within reach, written from 0; returns how many."""
     out = 0
-    for f in range(len(kind)):
+    longest = np.max(edge_count) if len(edge_count) else 0
+    d2 = np.empty(max(1, longest))  # each edge's squared distance from the cell's centre
+    for f in range(f0, f1):
         lat0, lng0, kx = frame[f, F_LAT0], frame[f, F_LNG0], frame[f, F_KX]
         circle = kind[f] == CIRCLE
         e0, e1 = first_edge[f], first_edge[f] + edge_count[f]
@@ -138,38 +154,36 @@ def _cover(kind: np.ndarray, frame: np.ndarray, bbox: np.ndarray, first_edge: np
                     x = y = 0.0
                 else:
                     x, y = local_xy(lat_c, lng_c, frame, f)
-                    d = polygon_test(x, y, e0, e1, ex, ey, nxt, prv)[1]
+                    # No border point is farther from the centre than `reach`: a cell beyond
+                    # it by more than the margin is dropped without reading an edge.
+                    if math.hypot(x, y) - reach[f] - half > margin:
+                        continue
+                    d = polygon_scan(x, y, e0, e1, edges, nxt, prv, d2)[1]
                 if d - half > margin:
                     continue
                 key[out] = (row << 32) | col
-                fence[out] = f
+                refs[out, 0] = f
                 if d + half <= -margin:
                     # Deep: inside by at least the widest margin, whatever the point.
-                    lo[out], hi[out] = -np.inf, -margin
-                    estart[out], ecount[out] = 0, 0
+                    bounds[out, 0], bounds[out, 1] = -np.inf, -margin
+                    refs[out, 1], refs[out, 2] = 0, 0
                 else:
-                    lo[out] = np.float32(d - half - 0.01)
-                    hi[out] = np.float32(d + half + 0.01)
+                    bounds[out, 0] = d - half - 0.01
+                    bounds[out, 1] = d + half + 0.01
                     if circle:
-                        estart[out], ecount[out] = 0, 0
+                        refs[out, 1], refs[out, 2] = 0, 0
                     else:
                         # A point of the cell is within `half` of its centre, so its nearest
                         # edge is within |d| + half of that point, hence within |d| + 2 half
                         # of the centre: the run spans every such edge.
-                        reach = abs(d) + 2.0 * half
-                        reach2 = reach * reach
+                        within = abs(d) + 2.0 * half
+                        within2 = within * within
                         first, last = e1, e0
                         for e in range(e0, e1):
-                            ax, ay = ex[e], ey[e]
-                            dx, dy = ex[nxt[e]] - ax, ey[nxt[e]] - ay
-                            rx, ry = x - ax, y - ay
-                            t = min(max((rx * dx + ry * dy) / (dx * dx + dy * dy), 0.0), 1.0)
-                            rx -= dx * t
-                            ry -= dy * t
-                            if rx * rx + ry * ry <= reach2:
+                            if d2[e - e0] <= within2:
                                 first = min(first, e)
                                 last = max(last, e)
-                        estart[out], ecount[out] = first, last - first + 1
+                        refs[out, 1], refs[out, 2] = first, last - first + 1
                 out += 1
     return out
 
@@ -180,51 +194,83 @@ def slot_of(k: int, bits: int) -> np.int64:
 
 
 @jit()
-def _group(key: np.ndarray, bits: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    """A hash table (open addressing, at most half full) from each distinct key to a row, the
-    rows' entry ranges, and the order that puts entries row by row."""
+def _rehash(keys: np.ndarray, values: np.ndarray,
+            bits: int) -> tuple[np.ndarray, np.ndarray]:
+    """The same (key, value) table with 2^bits slots."""
     mask = (1 << bits) - 1
-    slot_key = np.full(1 << bits, -1, dtype=np.int64)
-    slot_row = np.full(1 << bits, -1, dtype=np.int32)
-    row_of = np.empty(len(key), dtype=np.int32)
-    rows = 0
-    for i in range(len(key)):
+    out_keys = np.full(1 << bits, -1, dtype=np.int64)
+    out_values = np.empty(1 << bits, dtype=np.int64)
+    for s0 in range(len(keys)):
+        k = keys[s0]
+        if k == -1:
+            continue
+        s = slot_of(k, bits)
+        while out_keys[s] != -1:
+            s = (s + 1) & mask
+        out_keys[s] = k
+        out_values[s] = values[s0]
+    return out_keys, out_values
+
+
+@jit()
+def _group(key: np.ndarray, bounds: np.ndarray,
+           refs: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The hash table (open addressing, at most half full) of the distinct keys, and the
+    entries put cell by cell."""
+    n = len(key)
+    # A first table numbering the cells as they come, doubled whenever it is half full
+    # (neighbouring fences share cells: there are several entries to a cell).
+    bits = 4
+    while (1 << bits) < n // 2:
+        bits += 1
+    first_key = np.full(1 << bits, -1, dtype=np.int64)
+    first_cell = np.empty(1 << bits, dtype=np.int64)
+    cell_of = np.empty(n, dtype=np.int64)
+    cells = 0
+    for i in range(n):
+        if 2 * (cells + 1) > (1 << bits):
+            bits += 1
+            first_key, first_cell = _rehash(first_key, first_cell, bits)
+        mask = (1 << bits) - 1
         k = key[i]
         s = slot_of(k, bits)
-        while slot_key[s] != -1 and slot_key[s] != k:
+        while first_key[s] != -1 and first_key[s] != k:
             s = (s + 1) & mask
-        if slot_key[s] == -1:
-            slot_key[s] = k
-            slot_row[s] = rows
-            rows += 1
-        row_of[i] = slot_row[s]
-    starts = np.zeros(rows + 1, dtype=np.int64)
-    for i in range(len(key)):
-        starts[row_of[i] + 1] += 1
-    for r in range(rows):
-        starts[r + 1] += starts[r]
+        if first_key[s] == -1:
+            first_key[s] = k
+            first_cell[s] = cells
+            cells += 1
+        cell_of[i] = first_cell[s]
+    starts = np.zeros(cells + 1, dtype=np.int64)
+    for i in range(n):
+        starts[cell_of[i] + 1] += 1
+    for c in range(cells):
+        starts[c + 1] += starts[c]
     fill = starts[:-1].copy()
-    order = np.empty(len(key), dtype=np.int64)
-    for i in range(len(key)):
-        r = row_of[i]
-        order[fill[r]] = i
-        fill[r] += 1
-    # The final table, sized for the distinct keys (at most half full).
+    out_bounds = np.empty_like(bounds)
+    out_refs = np.empty_like(refs)
+    for i in range(n):
+        j = fill[cell_of[i]]
+        fill[cell_of[i]] += 1
+        out_bounds[j, 0], out_bounds[j, 1] = bounds[i, 0], bounds[i, 1]
+        out_refs[j, 0], out_refs[j, 1], out_refs[j, 2] = refs[i, 0], refs[i, 1], refs[i, 2]
+    # The final table, sized for the distinct keys.
     tight = 4
-    while (1 << tight) < 2 * rows:
+    while (1 << tight) < 2 * cells:
         tight += 1
-    if tight < bits:
-        mask = (1 << tight) - 1
-        small_key = np.full(1 << tight, -1, dtype=np.int64)
-        small_row = np.full(1 << tight, -1, dtype=np.int32)
-        for s0 in range(len(slot_key)):
-            k = slot_key[s0]
-            if k == -1:
-                continue
-            s = slot_of(k, tight)
-            while small_key[s] != -1:
-                s = (s + 1) & mask
-            small_key[s] = k
-            small_row[s] = slot_row[s0]
-        return small_key, small_row, starts, order
-    return slot_key, slot_row, starts, order
+    mask = (1 << tight) - 1
+    slots = np.full((1 << tight, 2), -1, dtype=np.int64)
+    for s0 in range(len(first_key)):
+        k = first_key[s0]
+        if k == -1:
+            continue
+        c = first_cell[s0]
+        count = starts[c + 1] - starts[c]
+        if count >= (1 << COUNT_BITS):
+            raise ValueError("too many fences overlap one cell")
+        s = slot_of(k, tight)
+        while slots[s, 0] != -1:
+            s = (s + 1) & mask
+        slots[s, 0] = k
+        slots[s, 1] = (starts[c] << COUNT_BITS) | count
+    return slots, out_bounds, out_refs

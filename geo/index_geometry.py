@@ -13,11 +13,18 @@ from collections.abc import Sequence
 
 import numpy as np
 import shapely
+from numpy.typing import NDArray
 
 from geo.fences import EARTH_RADIUS_M, FenceShape
 from geo.index_kernels import (
     CIRCLE,
     DEG_M,
+    E_AX,
+    E_AY,
+    E_DX,
+    E_DY,
+    E_INV_LEN2,
+    EDGE_WIDTH,
     F_COS_LAT0,
     F_KX,
     F_LAT0,
@@ -50,7 +57,7 @@ def haversine_array(lat1: F64, lng1: F64, lat2: F64, lng2: F64) -> F64:
 class Geometry:
     """Every fence's shape as arrays, and exact signed distances for arrays of (fence, point)."""
 
-    __slots__ = ("bbox", "edge_count", "ex", "ey", "first_edge", "frame", "kind", "nxt", "prv",
+    __slots__ = ("bbox", "edge_count", "edges", "first_edge", "frame", "kind", "nxt", "prv",
                  "reach")
 
     def __init__(self, shapes: Sequence[FenceShape]) -> None:
@@ -69,25 +76,19 @@ class Geometry:
         frame[:, F_RADIUS] = np.where(circle, radius, 0.0)
         self.frame = frame
         polygons = np.flatnonzero(~circle)
-        areas = np.array([shapes[i].area for i in polygons.tolist()], dtype=object)
-        parts, part_of = shapely.get_parts(areas, return_index=True)
-        rings, ring_of = shapely.get_rings(parts, return_index=True)
-        exterior = np.ones(len(rings), dtype=bool)
-        exterior[1:] = ring_of[1:] != ring_of[:-1]  # each part's rings come shell first
+        rings, ring_fence, exterior = _rings(shapes, polygons)
         xy, point_of = shapely.get_coordinates(rings, return_index=True)
         ring_start = np.searchsorted(point_of, np.arange(len(rings) + 1)).astype(np.int64)
-        ring_fence = polygons[part_of[ring_of]].astype(np.int64) if len(rings) else \
-            np.zeros(0, np.int64)
-        (self.ex, self.ey, self.nxt, self.prv, self.first_edge, self.edge_count,
-         self.bbox) = _edge_table(np.ascontiguousarray(xy[:, 0]), np.ascontiguousarray(xy[:, 1]),
-                                  ring_start, ring_fence, exterior, frame, n)
-        # Farthest border point from the centre (metres), and the local bounding box.
-        self.reach = np.where(circle, radius, np.max(np.abs(self.bbox), axis=1) * math.sqrt(2.0))
+        (self.edges, self.nxt, self.prv, self.first_edge, self.edge_count, self.bbox,
+         self.reach) = _edge_table(np.ascontiguousarray(xy[:, 0]),
+                                   np.ascontiguousarray(xy[:, 1]), ring_start, ring_fence,
+                                   exterior, frame, n)
+        self.reach[circle] = radius[circle]
         self.bbox[circle] = np.column_stack((-radius, -radius, radius, radius))[circle]
 
     @property
     def nbytes(self) -> int:
-        return int(self.ex.nbytes + self.ey.nbytes + self.nxt.nbytes + self.prv.nbytes
+        return int(self.edges.nbytes + self.nxt.nbytes + self.prv.nbytes
                    + self.frame.nbytes + self.kind.nbytes + self.first_edge.nbytes
                    + self.edge_count.nbytes + self.bbox.nbytes + self.reach.nbytes)
 
@@ -98,15 +99,41 @@ class Geometry:
         dist = np.zeros(len(f))
         _signed_distances(np.asarray(f, dtype=np.int64), np.asarray(lat, dtype=np.float64),
                           np.asarray(lng, dtype=np.float64), self.kind, self.frame,
-                          self.first_edge, self.edge_count, self.ex, self.ey, self.nxt, self.prv,
+                          self.first_edge, self.edge_count, self.edges, self.nxt, self.prv,
                           inside, dist)
         return inside, dist
+
+
+def _rings(shapes: Sequence[FenceShape], polygons: I64) -> tuple[
+        NDArray[np.object_], I64, Bools]:
+    """Every ring of these fences, fence by fence (each part's shell, then its holes), with
+    its fence and whether it is a shell. Polygons give their rings directly; only
+    multipolygons are split into parts first (making a geometry per part is the slow step)."""
+    areas = np.array([shapes[i].area for i in polygons.tolist()], dtype=object)
+    multi = shapely.get_type_id(areas) == shapely.GeometryType.MULTIPOLYGON
+    single = np.flatnonzero(~multi)
+    rings, ring_of = shapely.get_rings(areas[single], return_index=True)
+    owner = single[ring_of]
+    shell = np.ones(len(rings), dtype=bool)
+    shell[1:] = ring_of[1:] != ring_of[:-1]
+    several = np.flatnonzero(multi)
+    if len(several):
+        parts, part_of = shapely.get_parts(areas[several], return_index=True)
+        more, more_of = shapely.get_rings(parts, return_index=True)
+        more_shell = np.ones(len(more), dtype=bool)
+        more_shell[1:] = more_of[1:] != more_of[:-1]
+        rings = np.concatenate((rings, more))
+        owner = np.concatenate((owner, several[part_of[more_of]]))
+        shell = np.concatenate((shell, more_shell))
+        order = np.argsort(owner, kind="stable")
+        rings, owner, shell = rings[order], owner[order], shell[order]
+    return rings, polygons[owner].astype(np.int64), shell
 
 
 @jit()
 def _signed_distances(f: np.ndarray, lat: np.ndarray, lng: np.ndarray, kind: np.ndarray,
                       frame: np.ndarray, first_edge: np.ndarray, edge_count: np.ndarray,
-                      ex: np.ndarray, ey: np.ndarray, nxt: np.ndarray, prv: np.ndarray,
+                      edges: np.ndarray, nxt: np.ndarray, prv: np.ndarray,
                       inside: np.ndarray, dist: np.ndarray) -> None:
     for i in range(len(f)):
         k = f[i]
@@ -116,7 +143,7 @@ def _signed_distances(f: np.ndarray, lat: np.ndarray, lng: np.ndarray, kind: np.
         else:
             x, y = local_xy(lat[i], lng[i], frame, k)
             e0 = first_edge[k]
-            inside[i], dist[i] = polygon_test(x, y, e0, e0 + edge_count[k], ex, ey, nxt, prv)
+            inside[i], dist[i] = polygon_test(x, y, e0, e0 + edge_count[k], edges, nxt, prv)
 
 
 @jit()
@@ -127,13 +154,13 @@ def _edge_table(lng: np.ndarray, lat: np.ndarray, ring_start: np.ndarray, ring_f
     """Every ring in its fence's local frame, zero-length edges dropped, oriented with the area
     on its left; edge e runs from vertex e to vertex nxt[e] of the same ring."""
     m = len(lng)
-    ex = np.empty(m)
-    ey = np.empty(m)
+    edges = np.empty((m, EDGE_WIDTH))
     nxt = np.empty(m, dtype=np.int32)
     prv = np.empty(m, dtype=np.int32)
     first_edge = np.zeros(n, dtype=np.int64)
     edge_count = np.zeros(n, dtype=np.int64)
     bbox = np.zeros((n, 4))
+    reach = np.zeros(n)  # farthest vertex from the centre, metres
     seen = np.zeros(n, dtype=np.bool_)
     out = 0
     rx = np.empty(m)
@@ -161,14 +188,20 @@ def _edge_table(lng: np.ndarray, lat: np.ndarray, ring_start: np.ndarray, ring_f
         flip = (area < 0.0) if exterior[r] else (area > 0.0)
         for i in range(k):
             src = k - 1 - i if flip else i
-            ex[out + i], ey[out + i] = rx[src], ry[src]
+            edges[out + i, E_AX], edges[out + i, E_AY] = rx[src], ry[src]
             nxt[out + i] = out + (i + 1 if i + 1 < k else 0)
             prv[out + i] = out + (i - 1 if i > 0 else k - 1)
             bbox[f, 0] = min(bbox[f, 0], rx[src])
             bbox[f, 1] = min(bbox[f, 1], ry[src])
             bbox[f, 2] = max(bbox[f, 2], rx[src])
             bbox[f, 3] = max(bbox[f, 3], ry[src])
+            reach[f] = max(reach[f], math.hypot(rx[src], ry[src]))
         out += k
         edge_count[f] = out - first_edge[f]
-    return ex[:out].copy(), ey[:out].copy(), nxt[:out].copy(), prv[:out].copy(), first_edge, \
-        edge_count, bbox
+    for e in range(out):
+        dx = edges[nxt[e], E_AX] - edges[e, E_AX]
+        dy = edges[nxt[e], E_AY] - edges[e, E_AY]
+        edges[e, E_DX], edges[e, E_DY] = dx, dy
+        edges[e, E_INV_LEN2] = 1.0 / (dx * dx + dy * dy)
+    return edges[:out].copy(), nxt[:out].copy(), prv[:out].copy(), first_edge, \
+        edge_count, bbox, reach

@@ -13,7 +13,7 @@ from uuid import UUID
 
 import numpy as np
 
-from geo.index_build import Tables, build_tables, slot_of
+from geo.index_build import COUNT_BITS, Tables, build_tables, slot_of
 from geo.index_geometry import Geometry
 from geo.index_kernels import (
     CIRCLE,
@@ -52,7 +52,7 @@ class FenceIndex:
         self._by_id = {fid: i for i, fid in enumerate(self._ids)}
         self._fence_map = MappingProxyType({f.fence_id: f for f in fences})
         self._tables = tables
-        self._bits = len(tables.slot_key).bit_length() - 1
+        self._bits = len(tables.slots).bit_length() - 1
         self.cell_m = cell_m
         self.max_margin_m = max_margin_m
         self.version = version
@@ -100,7 +100,7 @@ class FenceIndex:
     @property
     def entries(self) -> int:
         """Number of stored (cell, fence) pairs."""
-        return len(self._tables.entry_fence)
+        return len(self._tables.refs)
 
     @property
     def nbytes(self) -> int:
@@ -129,10 +129,9 @@ class FenceIndex:
             fence = np.empty(capacity, np.int32)
             inside = np.empty(capacity, np.bool_)
             dist = np.empty(capacity, np.float64)
-            found = _match(lat, lng, per_ping, self.cell_m / DEG_M, t.slot_key, t.slot_row,
-                           self._bits, t.starts, t.entry_fence, t.entry_lo, t.entry_hi,
-                           t.edge_start, t.edge_count, g.kind, g.frame, g.ex, g.ey, g.nxt,
-                           g.prv, ping, fence, inside, dist)
+            found = _match(lat, lng, per_ping, self.cell_m / DEG_M, t.slots, self._bits,
+                           t.bounds, t.refs, g.kind, g.frame, g.edges, g.nxt, g.prv, ping, fence,
+                           inside, dist)
             if found <= capacity:
                 break
             capacity = found
@@ -141,42 +140,40 @@ class FenceIndex:
 
 
 @jit()
-def _match(lat: np.ndarray, lng: np.ndarray, margin: np.ndarray, dlat: float,
-           slot_key: np.ndarray, slot_row: np.ndarray, bits: int, starts: np.ndarray,
-           entry_fence: np.ndarray, entry_lo: np.ndarray, entry_hi: np.ndarray,
-           edge_start: np.ndarray, edge_count: np.ndarray, kind: np.ndarray, frame: np.ndarray,
-           ex: np.ndarray, ey: np.ndarray, nxt: np.ndarray, prv: np.ndarray,
-           out_ping: np.ndarray, out_fence: np.ndarray, out_inside: np.ndarray,
-           out_dist: np.ndarray) -> int:
+def _match(lat: np.ndarray, lng: np.ndarray, margin: np.ndarray, dlat: float, slots: np.ndarray,
+           bits: int, bounds: np.ndarray, refs: np.ndarray, kind: np.ndarray, frame: np.ndarray,
+           edges: np.ndarray, nxt: np.ndarray, prv: np.ndarray, out_ping: np.ndarray,
+           out_fence: np.ndarray, out_inside: np.ndarray, out_dist: np.ndarray) -> int:
     """Write every (ping, fence) match, grouped by ping, while there is room; returns how
     many there are (more than the room: run again with that much)."""
-    if len(starts) < 2:
+    if not len(refs):
         return 0
-    mask = len(slot_key) - 1
+    mask = len(slots) - 1
     room = len(out_ping)
     found = 0
     for i in range(len(lat)):
         k = cell_key(lat[i], lng[i], dlat)
         s = slot_of(k, bits)
-        while slot_key[s] != -1 and slot_key[s] != k:
+        while slots[s, 0] != -1 and slots[s, 0] != k:
             s = (s + 1) & mask
-        if slot_key[s] == -1:
+        if slots[s, 0] == -1:
             continue
-        row = slot_row[s]
+        start = slots[s, 1] >> COUNT_BITS
+        end = start + (slots[s, 1] & ((1 << COUNT_BITS) - 1))
         m = margin[i]
-        for j in range(starts[row], starts[row + 1]):
-            if entry_lo[j] > m:
+        for j in range(start, end):
+            if bounds[j, 0] > m:
                 continue
-            f = entry_fence[j]
-            if entry_hi[j] <= -m:
+            f = refs[j, 0]
+            if bounds[j, 1] <= -m:
                 ins, d = True, -m
             elif kind[f] == CIRCLE:
                 d = circle_distance(lat[i], lng[i], frame, f)
                 ins = d <= 0.0
             else:
                 x, y = local_xy(lat[i], lng[i], frame, f)
-                e0 = edge_start[j]
-                ins, d = polygon_test(x, y, e0, e0 + edge_count[j], ex, ey, nxt, prv)
+                e0 = refs[j, 1]
+                ins, d = polygon_test(x, y, e0, e0 + refs[j, 2], edges, nxt, prv)
             if d > m:
                 continue
             if found < room:

@@ -177,9 +177,9 @@ def test_a_big_fence_answers_deep_pings_from_its_cells_alone() -> None:
     # Every cell within reach, and no more: the 4 km square grown by the margin and a cell.
     assert 4_000**2 / 40.0**2 <= index.entries <= 4_200**2 / 40.0**2 * 1.5
     tables = index._tables
-    deep = np.isneginf(tables.entry_lo)
+    deep = np.isneginf(tables.bounds[:, 0])
     assert deep.sum() > 0.8 * index.entries
-    assert (tables.entry_hi[deep] == -50.0).all() and (tables.edge_count[deep] == 0).all()
+    assert (tables.bounds[deep, 1] == -50.0).all() and (tables.refs[deep, 2] == 0).all()
     m = index.match(np.array([48.85, 48.85]), np.array([2.35, 2.0]), 50.0)
     assert m.ping.tolist() == [0] and m.inside.tolist() == [True]
     assert m.distance_m.tolist() == [-50.0]

@@ -238,16 +238,17 @@ def test_the_largest_fence_answers_a_ping_in_its_middle_without_geometry() -> No
     lat, lng = np.array([48.85, 48.851]), np.array([2.35, 2.349])
     tables = index._tables
     # Each ping's cell holds one entry, deep: answered by its bounds, no edge read.
-    keys = [cell_key(a, b, index.cell_m / DEG_M) for a, b in zip(lat, lng, strict=True)]
-    rows = [int(tables.slot_row[tables.slot_key == k][0]) for k in keys]
-    entries = [int(tables.starts[r]) for r in rows]
+    keys, first, count = tables.cells()
+    at = [int(np.flatnonzero(keys == cell_key(a, b, index.cell_m / DEG_M))[0])
+          for a, b in zip(lat, lng, strict=True)]
+    entries = [int(first[i]) for i in at]
 
     m = index.match(lat, lng, 100.0)
 
     assert (shape.area_m2 == pytest.approx(24.9e6, rel=1e-3), m.inside.tolist(),
-            [int(tables.starts[r + 1] - tables.starts[r]) for r in rows],
-            [float(tables.entry_hi[e]) for e in entries],
-            [int(tables.edge_count[e]) for e in entries]) == (
+            [int(count[i]) for i in at],
+            [float(tables.bounds[e, 1]) for e in entries],
+            [int(tables.refs[e, 2]) for e in entries]) == (
         True, [True, True], [1, 1], [-100.0, -100.0], [0, 0])
 
 
@@ -265,11 +266,8 @@ def test_the_stored_distance_bounds_hold_at_every_corner_of_every_cell(
     shape = validate(Polygon(coordinates=[star(lat0, 10.0, 0.0, 0.0, [size_m, 0.6 * size_m] * 6)]),
                      None)
     index = FenceIndex.build([indexed(shape)])
-    tables = index._tables
-    used = tables.slot_key != -1
-    keys, rows = tables.slot_key[used], tables.slot_row[used]
-    lo = tables.entry_lo[tables.starts[rows]]
-    hi = tables.entry_hi[tables.starts[rows]]
+    keys, first, _ = index._tables.cells()
+    lo, hi = index._tables.bounds[first].T
     corners = [cell_bounds(int(k), index.cell_m / DEG_M) for k in keys.tolist()]
     lat = np.array([lat for s, _, n, _ in corners for lat in (s, s, n, n)])
     lng = np.array([lng for _, w, _, e in corners for lng in (w, e, w, e)])
