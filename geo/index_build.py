@@ -19,14 +19,17 @@ from numpy.typing import NDArray
 from geo.index_geometry import Geometry
 from geo.index_kernels import (
     CIRCLE,
+    COARSE,
     DEG_M,
     F_KX,
     F_LAT0,
     F_LNG0,
     F_RADIUS,
+    FINE,
     ROW_OFFSET,
     circle_distance,
     jit,
+    level_key,
     local_xy,
     polygon_scan,
     row_columns,
@@ -37,6 +40,11 @@ from geo.index_kernels import (
 # share (and every bound by a centimetre) so that rounding never makes a bound optimistic.
 SPHERE_SAFETY = 1.001
 HASH_MULTIPLIER = np.uint64(0x9E3779B97F4A7C15)
+# Margins up to this are answered by the fine cells alone (every fix accurate to 25 m or better
+# asks for 25 m: geo.presence.match_margins); wider ones also read the coarse cells, which hold
+# the ring of each fence between this and the widest margin, COARSE_FACTOR times bigger.
+FINE_BAND_M = 25.0
+COARSE_FACTOR = 2
 BUILD_PART = 8192  # fences whose entries are written at a time
 COUNT_BITS = 24  # a slot's entry count; the rest of its 63 bits, where its entries start
 
@@ -68,27 +76,36 @@ class Tables:
         return self.slots[used, 0], where >> COUNT_BITS, where & ((1 << COUNT_BITS) - 1)
 
 
+def band_of(max_margin_m: float) -> float:
+    """The margin up to which the fine level alone answers (see `geo.index`)."""
+    return min(FINE_BAND_M, max_margin_m)
+
+
 def build_tables(geometry: Geometry, cell_m: float, max_margin_m: float) -> Tables:
-    """The cell tables of these fences (numbered as in `geometry`)."""
-    dlat = cell_m / DEG_M
-    args = (geometry.kind, geometry.frame, geometry.bbox, geometry.reach, geometry.first_edge,
-            geometry.edge_count, geometry.edges, geometry.nxt, geometry.prv, dlat,
-            cell_m, max_margin_m)
+    """The cell tables of these fences (numbered as in `geometry`): the fine level, and the
+    coarse one when margins wider than the band may be asked."""
+    band = band_of(max_margin_m)
+    levels = [(FINE, cell_m)]
+    if max_margin_m > band:
+        levels.append((COARSE, cell_m * COARSE_FACTOR))
     # Room for every candidate cell would be 2-3 times what is kept: the entries are written
     # in parts, each with room for its own candidates.
     keys, bound_parts, ref_parts = [], [], []
-    for f0 in range(0, len(geometry.kind), BUILD_PART):
-        part = (f0, min(len(geometry.kind), f0 + BUILD_PART))
-        room = _cover(*args, *part, np.zeros(0, np.int64), np.zeros((0, 2), np.float32),
-                      np.zeros((0, 3), np.int32), False)
-        key = np.empty(room, np.int64)
-        bounds = np.empty((room, 2), np.float32)
-        refs = np.empty((room, 3), np.int32)
-        used = _cover(*args, *part, key, bounds, refs, True)
-        keys.append(key[:used].copy())
-        bound_parts.append(bounds[:used].copy())
-        ref_parts.append(refs[:used].copy())
-        del key, bounds, refs
+    for level, size_m in levels:
+        args = (geometry.kind, geometry.frame, geometry.bbox, geometry.reach,
+                geometry.first_edge, geometry.edge_count, geometry.edges, geometry.nxt,
+                geometry.prv, level, size_m / DEG_M, size_m, band, max_margin_m)
+        for f0 in range(0, len(geometry.kind), BUILD_PART):
+            part = (f0, min(len(geometry.kind), f0 + BUILD_PART))
+            room = _cover(*args, *part, np.zeros(0, np.int64), np.zeros((0, 2), np.float32),
+                          np.zeros((0, 3), np.int32), False)
+            key = np.empty(room, np.int64)
+            bounds = np.empty((room, 2), np.float32)
+            refs = np.empty((room, 3), np.int32)
+            used = _cover(*args, *part, key, bounds, refs, True)
+            keys.append(key[:used])
+            bound_parts.append(bounds[:used])
+            ref_parts.append(refs[:used])
     if not keys:
         keys, bound_parts, ref_parts = ([np.zeros(0, np.int64)], [np.zeros((0, 2), np.float32)],
                                         [np.zeros((0, 3), np.int32)])
@@ -101,10 +118,15 @@ def build_tables(geometry: Geometry, cell_m: float, max_margin_m: float) -> Tabl
 def _cover(kind: np.ndarray, frame: np.ndarray, bbox: np.ndarray, reach: np.ndarray,
            first_edge: np.ndarray,
            edge_count: np.ndarray, edges: np.ndarray, nxt: np.ndarray,
-           prv: np.ndarray, dlat: float, cell_m: float, margin: float, f0: int, f1: int,
-           key: np.ndarray, bounds: np.ndarray, refs: np.ndarray, write: bool) -> int:
-    """Of fences f0 .. f1 - 1: without `write`, how many candidate cells there are in all;
-    with it, the entries of the cells within reach, written from 0; returns how many."""
+           prv: np.ndarray, level: int, dlat: float, cell_m: float, band: float,
+           max_margin: float, f0: int, f1: int, key: np.ndarray, bounds: np.ndarray,
+           refs: np.ndarray, write: bool) -> int:
+    """Of fences f0 .. f1 - 1, at this level: without `write`, how many candidate cells there
+    are in all; with it, the entries of the cells it keeps, written from 0; returns how many.
+
+    The fine level keeps the cells with a point within `band` of the border (or inside), the
+    coarse one those with a point within `max_margin` and one farther than `band`."""
+    margin = band if level == FINE else max_margin
     out = 0
     longest = np.max(edge_count) if len(edge_count) else 0
     d2 = np.empty(max(1, longest))  # each edge's squared distance from the cell's centre
@@ -127,13 +149,29 @@ def _cover(kind: np.ndarray, frame: np.ndarray, bbox: np.ndarray, reach: np.ndar
             near_eq = 0.0 if south <= 0.0 <= north else min(abs(south), abs(north))
             far_eq = min(max(abs(south), abs(north)), 89.99)
             wide_m = width * DEG_M * math.cos(math.radians(near_eq))
-            grow_x = margin + 2.0 * max(cell_m, width * kx, wide_m)
+            lat_c = (row - ROW_OFFSET + 0.5) * dlat
             if circle:
-                stretch = math.cos(math.radians(lat0)) / math.cos(math.radians(far_eq))
-                x0 = -(frame[f, F_RADIUS] + grow_x) * stretch * 1.01 - 1.0
-                x1 = -x0
+                half = 0.5 * math.hypot(wide_m, cell_m) * SPHERE_SAFETY + 0.01
             else:
-                x0, x1 = bbox[f, 0] - grow_x, bbox[f, 2] + grow_x
+                half = 0.5 * math.hypot(width * kx, cell_m) * SPHERE_SAFETY + 0.01
+            disk = reach[f] + half + margin + 1.0
+            if circle:
+                # Its cells' centres within the radius, the margin and a cell of its centre, on
+                # the sphere: east-west, the local frame stretches that by up to `stretch`.
+                stretch = math.cos(math.radians(lat0)) / math.cos(math.radians(far_eq))
+                grow_x = margin + 2.0 * max(cell_m, width * kx, wide_m)
+                x1 = (frame[f, F_RADIUS] + grow_x) * stretch * 1.01 + 1.0
+                x0 = -x1
+            else:
+                # A kept cell's centre is within reach + half + margin of the fence's centre in
+                # the local frame (no border point is farther than `reach`): the row's cells
+                # outside that disk are not even looked at.
+                y = (lat_c - lat0) * DEG_M
+                if abs(y) > disk:
+                    continue
+                span = math.sqrt(disk * disk - y * y)
+                x0 = max(bbox[f, 0] - margin - half, -span)
+                x1 = min(bbox[f, 2] + margin + half, span)
             c_lo = math.floor((lng0 + x0 / kx + 180.0) / width)
             c_hi = math.floor((lng0 + x1 / kx + 180.0) / width)
             if c_hi - c_lo + 1 >= columns:
@@ -141,11 +179,6 @@ def _cover(kind: np.ndarray, frame: np.ndarray, bbox: np.ndarray, reach: np.ndar
             if not write:
                 out += c_hi - c_lo + 1
                 continue
-            lat_c = (row - ROW_OFFSET + 0.5) * dlat
-            if circle:
-                half = 0.5 * math.hypot(wide_m, cell_m) * SPHERE_SAFETY + 0.01
-            else:
-                half = 0.5 * math.hypot(width * kx, cell_m) * SPHERE_SAFETY + 0.01
             for c in range(c_lo, c_hi + 1):
                 col = c % columns
                 lng_c = (col + 0.5) * width - 180.0
@@ -154,18 +187,16 @@ def _cover(kind: np.ndarray, frame: np.ndarray, bbox: np.ndarray, reach: np.ndar
                     x = y = 0.0
                 else:
                     x, y = local_xy(lat_c, lng_c, frame, f)
-                    # No border point is farther from the centre than `reach`: a cell beyond
-                    # it by more than the margin is dropped without reading an edge.
-                    if math.hypot(x, y) - reach[f] - half > margin:
+                    if x * x + y * y > disk * disk:  # a cell the row's interval rounded in
                         continue
                     d = polygon_scan(x, y, e0, e1, edges, nxt, prv, d2)[1]
-                if d - half > margin:
+                if d - half > margin or (level == COARSE and d + half <= band):
                     continue
-                key[out] = (row << 32) | col
+                key[out] = level_key(level, row, col)
                 refs[out, 0] = f
-                if d + half <= -margin:
+                if d + half + 0.01 <= -max_margin:
                     # Deep: inside by at least the widest margin, whatever the point.
-                    bounds[out, 0], bounds[out, 1] = -np.inf, -margin
+                    bounds[out, 0], bounds[out, 1] = -np.inf, -max_margin
                     refs[out, 1], refs[out, 2] = 0, 0
                 else:
                     bounds[out, 0] = d - half - 0.01

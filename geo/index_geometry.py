@@ -13,7 +13,6 @@ from collections.abc import Sequence
 
 import numpy as np
 import shapely
-from numpy.typing import NDArray
 
 from geo.fences import EARTH_RADIUS_M, FenceShape
 from geo.index_kernels import (
@@ -76,13 +75,9 @@ class Geometry:
         frame[:, F_RADIUS] = np.where(circle, radius, 0.0)
         self.frame = frame
         polygons = np.flatnonzero(~circle)
-        rings, ring_fence, exterior = _rings(shapes, polygons)
-        xy, point_of = shapely.get_coordinates(rings, return_index=True)
-        ring_start = np.searchsorted(point_of, np.arange(len(rings) + 1)).astype(np.int64)
+        xy, ring_start, ring_fence, shell = _rings(shapes, polygons)
         (self.edges, self.nxt, self.prv, self.first_edge, self.edge_count, self.bbox,
-         self.reach) = _edge_table(np.ascontiguousarray(xy[:, 0]),
-                                   np.ascontiguousarray(xy[:, 1]), ring_start, ring_fence,
-                                   exterior, frame, n)
+         self.reach) = _edge_table(xy, ring_start, ring_fence, shell, frame, n)
         self.reach[circle] = radius[circle]
         self.bbox[circle] = np.column_stack((-radius, -radius, radius, radius))[circle]
 
@@ -104,30 +99,61 @@ class Geometry:
         return inside, dist
 
 
-def _rings(shapes: Sequence[FenceShape], polygons: I64) -> tuple[
-        NDArray[np.object_], I64, Bools]:
-    """Every ring of these fences, fence by fence (each part's shell, then its holes), with
-    its fence and whether it is a shell. Polygons give their rings directly; only
-    multipolygons are split into parts first (making a geometry per part is the slow step)."""
+def _rings(shapes: Sequence[FenceShape], polygons: I64) -> tuple[F64, I64, I64, Bools]:
+    """The coordinates (lng, lat) of every ring of these fences, fence by fence (each part's
+    shell, then its holes): (coordinates, where each ring starts (and the end), each ring's
+    fence, whether it is a shell). Read without making a geometry per ring: a polygon's
+    coordinates are cut into rings where each ring comes back to its first position (rings of
+    valid polygons are simple); only multipolygons are split into parts first."""
     areas = np.array([shapes[i].area for i in polygons.tolist()], dtype=object)
-    multi = shapely.get_type_id(areas) == shapely.GeometryType.MULTIPOLYGON
-    single = np.flatnonzero(~multi)
-    rings, ring_of = shapely.get_rings(areas[single], return_index=True)
-    owner = single[ring_of]
-    shell = np.ones(len(rings), dtype=bool)
-    shell[1:] = ring_of[1:] != ring_of[:-1]
-    several = np.flatnonzero(multi)
-    if len(several):
-        parts, part_of = shapely.get_parts(areas[several], return_index=True)
-        more, more_of = shapely.get_rings(parts, return_index=True)
-        more_shell = np.ones(len(more), dtype=bool)
-        more_shell[1:] = more_of[1:] != more_of[:-1]
-        rings = np.concatenate((rings, more))
-        owner = np.concatenate((owner, several[part_of[more_of]]))
-        shell = np.concatenate((shell, more_shell))
+    owner = np.arange(len(areas))
+    multi = np.flatnonzero(shapely.get_type_id(areas) == shapely.GeometryType.MULTIPOLYGON)
+    if len(multi):
+        parts, part_of = shapely.get_parts(areas[multi], return_index=True)
+        single = np.flatnonzero(np.isin(owner, multi, invert=True))
+        owner = np.concatenate((single, multi[part_of]))
         order = np.argsort(owner, kind="stable")
-        rings, owner, shell = rings[order], owner[order], shell[order]
-    return rings, polygons[owner].astype(np.int64), shell
+        areas, owner = np.concatenate((areas[single], parts))[order], owner[order]
+    xy, point_of = shapely.get_coordinates(areas, return_index=True)
+    poly_start = np.searchsorted(point_of, np.arange(len(areas) + 1)).astype(np.int64)
+    holes = shapely.get_num_interior_rings(areas).astype(np.int64)
+    ring_start, ring_poly, shell, whole = _split_rings(xy, poly_start, holes)
+    if not whole:  # a ring that touches its own start: ask shapely where each ring ends
+        rings, ring_poly = shapely.get_rings(areas, return_index=True)
+        xy, point_of = shapely.get_coordinates(rings, return_index=True)
+        ring_start = np.searchsorted(point_of, np.arange(len(rings) + 1)).astype(np.int64)
+        shell = np.ones(len(rings), dtype=bool)
+        shell[1:] = ring_poly[1:] != ring_poly[:-1]
+    return xy, ring_start, polygons[owner[ring_poly]].astype(np.int64), shell
+
+
+@jit()
+def _split_rings(xy: np.ndarray, poly_start: np.ndarray, holes: np.ndarray) -> tuple[
+        np.ndarray, np.ndarray, np.ndarray, bool]:
+    """Where each ring of each polygon starts (and the end), its polygon, whether it is the
+    shell; and whether every polygon came out as exactly 1 + holes closed rings."""
+    rings = len(holes) + int(np.sum(holes))
+    ring_start = np.empty(rings + 1, dtype=np.int64)
+    ring_poly = np.empty(rings, dtype=np.int64)
+    shell = np.zeros(rings, dtype=np.bool_)
+    r = 0
+    for p in range(len(holes)):
+        at, end = poly_start[p], poly_start[p + 1]
+        for k in range(1 + holes[p]):
+            if at >= end:
+                return ring_start, ring_poly, shell, False
+            j = at + 3
+            while j < end and not (xy[j, 0] == xy[at, 0] and xy[j, 1] == xy[at, 1]):
+                j += 1
+            if j >= end:
+                return ring_start, ring_poly, shell, False
+            ring_start[r], ring_poly[r], shell[r] = at, p, k == 0
+            r += 1
+            at = j + 1
+        if at != end:
+            return ring_start, ring_poly, shell, False
+    ring_start[rings] = len(xy)
+    return ring_start, ring_poly, shell, True
 
 
 @jit()
@@ -147,13 +173,13 @@ def _signed_distances(f: np.ndarray, lat: np.ndarray, lng: np.ndarray, kind: np.
 
 
 @jit()
-def _edge_table(lng: np.ndarray, lat: np.ndarray, ring_start: np.ndarray, ring_fence: np.ndarray,
+def _edge_table(xy: np.ndarray, ring_start: np.ndarray, ring_fence: np.ndarray,
                 exterior: np.ndarray, frame: np.ndarray, n: int) -> tuple[
                     np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray,
                     np.ndarray]:
     """Every ring in its fence's local frame, zero-length edges dropped, oriented with the area
     on its left; edge e runs from vertex e to vertex nxt[e] of the same ring."""
-    m = len(lng)
+    m = len(xy)
     edges = np.empty((m, EDGE_WIDTH))
     nxt = np.empty(m, dtype=np.int32)
     prv = np.empty(m, dtype=np.int32)
@@ -173,8 +199,8 @@ def _edge_table(lng: np.ndarray, lat: np.ndarray, ring_start: np.ndarray, ring_f
             bbox[f, 0], bbox[f, 1], bbox[f, 2], bbox[f, 3] = np.inf, np.inf, -np.inf, -np.inf
         k = 0
         for p in range(ring_start[r], ring_start[r + 1]):
-            x = short_way(lng[p] - frame[f, F_LNG0]) * frame[f, F_KX]
-            y = (lat[p] - frame[f, F_LAT0]) * DEG_M
+            x = short_way(xy[p, 0] - frame[f, F_LNG0]) * frame[f, F_KX]
+            y = (xy[p, 1] - frame[f, F_LAT0]) * DEG_M
             if k and x == rx[k - 1] and y == ry[k - 1]:
                 continue
             rx[k], ry[k] = x, y

@@ -22,8 +22,11 @@ any of its points.
 
 from __future__ import annotations
 
+import hashlib
 import math
+import os
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any, TypeVar, cast
 
 import numba as nb
@@ -31,9 +34,20 @@ import numpy as np
 
 from geo.fences import EARTH_RADIUS_M
 
+# numba's on-disk cache notices a change to a compiled function's own file only, not to the
+# constants and inlined functions it takes from the index's other files: the cache is kept in a
+# directory named after all of their sources, so that any change compiles afresh.
+_SOURCES = ("index_kernels.py", "index_geometry.py", "index_build.py", "index_query.py")
+_DIGEST = hashlib.sha256(b"".join((Path(__file__).parent / name).read_bytes()
+                                  for name in _SOURCES)).hexdigest()[:16]
+nb.config.CACHE_DIR = str(Path(os.environ.get("NUMBA_CACHE_DIR")
+                               or Path(__file__).parent / "__pycache__")
+                          / f"index-{_DIGEST}")
+
 CIRCLE, POLYGON = 0, 1
 DEG_M = math.radians(1.0) * EARTH_RADIUS_M  # metres per degree of latitude
-ROW_OFFSET = 1 << 30  # rows are offset so that every key is positive
+ROW_OFFSET = 1 << 29  # rows are offset so that every key is positive
+FINE, COARSE = 0, 1  # a key's level, in its bit 62
 MIN_COS = 1e-6  # a row's width stops growing this close to a pole (fences keep clear of them)
 # Frame columns: what a test reads of its fence, one 64-byte row.
 F_LAT0, F_LNG0, F_KX, F_LAT0_RAD, F_LNG0_RAD, F_COS_LAT0, F_RADIUS = range(7)
@@ -74,12 +88,17 @@ def row_columns(width: float) -> int:
 
 
 @jit(inline=True)
-def cell_key(lat: float, lng: float, dlat: float) -> int:
-    """The key of the grid cell holding (lat, lng): row << 32 | column."""
+def level_key(level: int, row: int, col: int) -> int:
+    return (level << 62) | (row << 32) | col
+
+
+@jit(inline=True)
+def cell_key(lat: float, lng: float, dlat: float, level: int = FINE) -> int:
+    """The key of the grid cell (of rows `dlat` degrees high) holding (lat, lng)."""
     row = math.floor(lat / dlat) + ROW_OFFSET
     width = row_width(row, dlat)
     col = math.floor((lng + 180.0) / width) % row_columns(width)
-    return (row << 32) | col
+    return level_key(level, row, col)
 
 
 @jit(inline=True)
@@ -185,8 +204,9 @@ def local_xy(lat: float, lng: float, frame: np.ndarray, f: int) -> tuple[float, 
 
 
 def cell_bounds(key: int, dlat: float) -> tuple[float, float, float, float]:
-    """(south, west, north, east) in degrees of the grid cell with this key (for checks)."""
-    row, col = key >> 32, key & 0xFFFF_FFFF
+    """(south, west, north, east) in degrees of the grid cell with this key, of rows `dlat`
+    degrees high (for checks)."""
+    row, col = (key >> 32) & ((1 << 30) - 1), key & 0xFFFF_FFFF
     width = row_width(row, dlat)
     south = (row - ROW_OFFSET) * dlat
     return south, col * width - 180.0, south + dlat, (col + 1) * width - 180.0

@@ -7,17 +7,26 @@ cannot decide (see `geo.index` for the whole design).
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
-from types import MappingProxyType
+from collections.abc import Iterable, Iterator, Mapping
 from uuid import UUID
 
 import numpy as np
+from numpy.typing import NDArray
 
-from geo.index_build import COUNT_BITS, Tables, build_tables, slot_of
+from geo.index_build import (
+    COARSE_FACTOR,
+    COUNT_BITS,
+    Tables,
+    band_of,
+    build_tables,
+    slot_of,
+)
 from geo.index_geometry import Geometry
 from geo.index_kernels import (
     CIRCLE,
+    COARSE,
     DEG_M,
+    FINE,
     cell_key,
     circle_distance,
     jit,
@@ -50,7 +59,9 @@ class FenceIndex:
         self._fences = fences
         self._ids = [f.fence_id for f in fences]
         self._by_id = {fid: i for i, fid in enumerate(self._ids)}
-        self._fence_map = MappingProxyType({f.fence_id: f for f in fences})
+        if len(self._by_id) != len(fences):
+            raise ValueError("fence ids must be unique")
+        self._fence_map = _FenceMap(fences, self._by_id)
         self._tables = tables
         self._bits = len(tables.slots).bit_length() - 1
         self.cell_m = cell_m
@@ -71,9 +82,7 @@ class FenceIndex:
             raise ValueError("cell_m must be within 1..10000")
         if not max_margin_m >= 0.0:
             raise ValueError("max_margin_m must be >= 0")
-        kept = [f for f in fences if f.enabled]
-        if len({f.fence_id for f in kept}) != len(kept):
-            raise ValueError("fence ids must be unique")
+        kept = _nearby_together([f for f in fences if f.enabled])
         tables = build_tables(Geometry([f.shape for f in kept]), float(cell_m),
                               float(max_margin_m))
         return cls(kept, tables, cell_m=float(cell_m), max_margin_m=float(max_margin_m),
@@ -129,7 +138,8 @@ class FenceIndex:
             fence = np.empty(capacity, np.int32)
             inside = np.empty(capacity, np.bool_)
             dist = np.empty(capacity, np.float64)
-            found = _match(lat, lng, per_ping, self.cell_m / DEG_M, t.slots, self._bits,
+            found = _match(lat, lng, per_ping, self.cell_m / DEG_M,
+                           band_of(self.max_margin_m), t.slots, self._bits,
                            t.bounds, t.refs, g.kind, g.frame, g.edges, g.nxt, g.prv, ping, fence,
                            inside, dist)
             if found <= capacity:
@@ -139,47 +149,104 @@ class FenceIndex:
                             n)
 
 
+class _FenceMap(Mapping[UUID, IndexedFence]):
+    """The indexed fences by id, read-only, over the index's own list and positions."""
+
+    __slots__ = ("_by_id", "_fences")
+
+    def __init__(self, fences: list[IndexedFence], by_id: dict[UUID, int]) -> None:
+        self._fences, self._by_id = fences, by_id
+
+    def __getitem__(self, fence_id: UUID) -> IndexedFence:
+        return self._fences[self._by_id[fence_id]]
+
+    def __contains__(self, fence_id: object) -> bool:
+        return fence_id in self._by_id
+
+    def __iter__(self) -> Iterator[UUID]:
+        return iter(self._by_id)
+
+    def __len__(self) -> int:
+        return len(self._by_id)
+
+
+def _nearby_together(fences: list[IndexedFence]) -> list[IndexedFence]:
+    """The fences in the order of a Z-curve over their centres (~150 m steps): a ping's
+    fences are neighbours, and so then are their frames and edges in memory."""
+    if len(fences) < 2:
+        return fences
+    lat = np.fromiter((f.shape.center_lat for f in fences), np.float64, len(fences))
+    lng = np.fromiter((f.shape.center_lng for f in fences), np.float64, len(fences))
+    y = ((lat + 90.0) / 180.0 * 65535.0).astype(np.uint64)  # 16 bits: ~300 m of latitude
+    x = ((lng + 180.0) / 360.0 * 65535.0).astype(np.uint64)
+    order = np.argsort(_spread(x) | (_spread(y) << np.uint64(1)), kind="stable")
+    return [fences[i] for i in order.tolist()]
+
+
+def _spread(v: NDArray[np.uint64]) -> NDArray[np.uint64]:
+    """The bits of 16-bit values spaced out to every other bit (for a Morton code)."""
+    v = (v | (v << np.uint64(8))) & np.uint64(0x00FF00FF)
+    v = (v | (v << np.uint64(4))) & np.uint64(0x0F0F0F0F)
+    v = (v | (v << np.uint64(2))) & np.uint64(0x33333333)
+    return (v | (v << np.uint64(1))) & np.uint64(0x55555555)
+
+
 @jit()
-def _match(lat: np.ndarray, lng: np.ndarray, margin: np.ndarray, dlat: float, slots: np.ndarray,
-           bits: int, bounds: np.ndarray, refs: np.ndarray, kind: np.ndarray, frame: np.ndarray,
-           edges: np.ndarray, nxt: np.ndarray, prv: np.ndarray, out_ping: np.ndarray,
-           out_fence: np.ndarray, out_inside: np.ndarray, out_dist: np.ndarray) -> int:
+def _match(lat: np.ndarray, lng: np.ndarray, margin: np.ndarray, dlat: float, band: float,
+           slots: np.ndarray, bits: int, bounds: np.ndarray, refs: np.ndarray, kind: np.ndarray,
+           frame: np.ndarray, edges: np.ndarray, nxt: np.ndarray, prv: np.ndarray,
+           out_ping: np.ndarray, out_fence: np.ndarray, out_inside: np.ndarray,
+           out_dist: np.ndarray) -> int:
     """Write every (ping, fence) match, grouped by ping, while there is room; returns how
-    many there are (more than the room: run again with that much)."""
+    many there are (more than the room: run again with that much).
+
+    A ping's fine cell answers for the fences within min(margin, band) of it; when its margin
+    is wider, its coarse cell answers for those farther than the band and within the margin:
+    each pair comes from exactly one of them."""
     if not len(refs):
         return 0
-    mask = len(slots) - 1
     room = len(out_ping)
     found = 0
     for i in range(len(lat)):
-        k = cell_key(lat[i], lng[i], dlat)
-        s = slot_of(k, bits)
-        while slots[s, 0] != -1 and slots[s, 0] != k:
-            s = (s + 1) & mask
-        if slots[s, 0] == -1:
-            continue
-        start = slots[s, 1] >> COUNT_BITS
-        end = start + (slots[s, 1] & ((1 << COUNT_BITS) - 1))
         m = margin[i]
-        for j in range(start, end):
-            if bounds[j, 0] > m:
-                continue
-            f = refs[j, 0]
-            if bounds[j, 1] <= -m:
-                ins, d = True, -m
-            elif kind[f] == CIRCLE:
-                d = circle_distance(lat[i], lng[i], frame, f)
-                ins = d <= 0.0
-            else:
-                x, y = local_xy(lat[i], lng[i], frame, f)
-                e0 = refs[j, 1]
-                ins, d = polygon_test(x, y, e0, e0 + refs[j, 2], edges, nxt, prv)
-            if d > m:
-                continue
-            if found < room:
-                out_ping[found] = i
-                out_fence[found] = f
-                out_inside[found] = ins
-                out_dist[found] = max(d, -m)
-            found += 1
+        near = min(m, band)
+        for level in range(2 if m > band else 1):
+            cell_dlat = dlat if level == FINE else dlat * COARSE_FACTOR
+            start, end = _lookup(cell_key(lat[i], lng[i], cell_dlat, level), slots, bits)
+            for j in range(start, end):
+                if bounds[j, 0] > (near if level == FINE else m):
+                    continue
+                if level == COARSE and bounds[j, 1] <= band:
+                    continue
+                f = refs[j, 0]
+                if bounds[j, 1] <= -m:
+                    ins, d = True, -m
+                elif kind[f] == CIRCLE:
+                    d = circle_distance(lat[i], lng[i], frame, f)
+                    ins = d <= 0.0
+                else:
+                    x, y = local_xy(lat[i], lng[i], frame, f)
+                    e0 = refs[j, 1]
+                    ins, d = polygon_test(x, y, e0, e0 + refs[j, 2], edges, nxt, prv)
+                if d > (near if level == FINE else m) or (level == COARSE and d <= band):
+                    continue
+                if found < room:
+                    out_ping[found] = i
+                    out_fence[found] = f
+                    out_inside[found] = ins
+                    out_dist[found] = max(d, -m)
+                found += 1
     return found
+
+
+@jit(inline=True)
+def _lookup(k: int, slots: np.ndarray, bits: int) -> tuple[int, int]:
+    """The entries (start, end) of the cell with key k; none if it is not stored."""
+    mask = len(slots) - 1
+    s = slot_of(k, bits)
+    while slots[s, 0] != -1 and slots[s, 0] != k:
+        s = (s + 1) & mask
+    if slots[s, 0] == -1:
+        return 0, 0
+    start = slots[s, 1] >> COUNT_BITS
+    return start, start + (slots[s, 1] & ((1 << COUNT_BITS) - 1))

@@ -134,8 +134,10 @@ def test_index_agrees_with_brute_force_away_from_borders(scene: Scene) -> None:
     fences = [indexed(s) for s in scene.shapes]
     index = FenceIndex.build(fences, cell_m=scene.cell_m)
     m = index.match(scene.lat, scene.lng, scene.margin)
+    # Matches name fences by their place in `fence_ids` (the index's own order).
+    position = {fence.fence_id: k for k, fence in enumerate(fences)}
     got = {
-        (p, f): (i, d)
+        (p, position[m.fence_ids[f]]): (i, d)
         for p, f, i, d in zip(m.ping.tolist(), m.fence.tolist(), m.inside.tolist(),
                               m.distance_m.tolist(), strict=True)
     }
@@ -191,7 +193,8 @@ def test_a_batch_with_more_matches_than_room_is_answered_whole() -> None:
     index = FenceIndex.build(fences)
     m = index.match(np.full(3, 48.85), np.full(3, 2.35), 10.0)
     assert m.ping.tolist() == [0] * 40 + [1] * 40 + [2] * 40
-    assert set(m.fence.tolist()) == set(range(40)) and m.inside.all()
+    assert {m.fence_ids[f] for f in m.fence.tolist()} == {f.fence_id for f in fences}
+    assert m.inside.all()
 
 
 def test_a_margin_wider_than_the_index_was_built_for_is_refused() -> None:

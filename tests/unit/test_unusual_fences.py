@@ -27,6 +27,7 @@ from geo.fences import (
     validate,
 )
 from geo.index import FenceIndex, IndexedFence
+from geo.index_build import COARSE_FACTOR
 from geo.index_kernels import DEG_M, cell_bounds, cell_key
 
 BORDER_TOLERANCE_M = 0.01
@@ -131,11 +132,12 @@ def test_the_index_agrees_with_brute_force_near_the_poles_and_the_antimeridian(
     scene: tuple[list[FenceShape], np.ndarray, np.ndarray, float, float],
 ) -> None:
     shapes, lat, lng, margin, cell_m = scene
-    m = FenceIndex.build([indexed(s) for s in shapes], cell_m=cell_m).match(
-        lat, lng, margin)
-    got = {(p, f): (i, d) for p, f, i, d in zip(m.ping.tolist(), m.fence.tolist(),
-                                                m.inside.tolist(), m.distance_m.tolist(),
-                                                strict=True)}
+    fences = [indexed(s) for s in shapes]
+    m = FenceIndex.build(fences, cell_m=cell_m).match(lat, lng, margin)
+    position = {fence.fence_id: k for k, fence in enumerate(fences)}
+    got = {(p, position[m.fence_ids[f]]): (i, d)
+           for p, f, i, d in zip(m.ping.tolist(), m.fence.tolist(), m.inside.tolist(),
+                                 m.distance_m.tolist(), strict=True)}
     for f, shape in enumerate(shapes):
         inside, dist = brute_force(shape, lat, lng)
         for p in range(len(lat)):
@@ -268,7 +270,9 @@ def test_the_stored_distance_bounds_hold_at_every_corner_of_every_cell(
     index = FenceIndex.build([indexed(shape)])
     keys, first, _ = index._tables.cells()
     lo, hi = index._tables.bounds[first].T
-    corners = [cell_bounds(int(k), index.cell_m / DEG_M) for k in keys.tolist()]
+    # Fine cells and, 4 times bigger, the coarse ones (key bit 62).
+    corners = [cell_bounds(k, index.cell_m / DEG_M * (COARSE_FACTOR if k >> 62 else 1))
+               for k in keys.tolist()]
     lat = np.array([lat for s, _, n, _ in corners for lat in (s, s, n, n)])
     lng = np.array([lng for _, w, _, e in corners for lng in (w, e, w, e)])
     _, d = index.geometry.signed_distance(np.zeros(len(lat), dtype=np.int32), lat, lng)
