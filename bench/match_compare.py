@@ -156,7 +156,10 @@ def run_size(
                                           margins[lo:lo + BATCH])))
         speeds.append(len(lat) / (time.process_time() - t0))
     ping = np.concatenate([m.ping + lo for lo, m in parts])
-    fence = np.concatenate([m.fence for _, m in parts]).astype(np.int64)
+    # The index keeps its fences in its own order: back to the fences' places in `fences`.
+    place = {f.fence_id: k for k, f in enumerate(fences)}
+    to_input = np.array([place[fid] for fid in parts[0][1].fence_ids], dtype=np.int64)
+    fence = to_input[np.concatenate([m.fence for _, m in parts])]
     inside = np.concatenate([m.inside for _, m in parts])
     dist = np.concatenate([m.distance_m for _, m in parts])
     near_key = ping * n + fence
