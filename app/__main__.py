@@ -95,6 +95,8 @@ def main() -> None:
     # process of its own, and the workers are told where everything is through the environment.
     child_env = {**env, "DATABASE_URL": database_url, "CONTEXTO_ADMIN_TOKEN": admin_token,
                  "WEBHOOK_SECRET_KEY": env["WEBHOOK_SECRET_KEY"]}
+    # One fence index for all of them: the first to need a version builds it, the others map it.
+    child_env.setdefault("CONTEXTO_INDEX_DIR", str(state_dir / "fence-index"))
     emulator = None
     if settings.embedded_emulator_port is not None:
         emulator = subprocess.Popen([sys.executable, "-m", "campaigns.fcm_emulator",

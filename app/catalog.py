@@ -20,6 +20,7 @@ import logging
 from collections.abc import AsyncIterator, Iterable, Mapping, Sequence
 from contextlib import asynccontextmanager, suppress
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 from uuid import UUID
 
@@ -33,6 +34,7 @@ from campaigns.assignments import campaign_stores
 from campaigns.model import Campaign, Policy
 from geo.fences import shape_from_stored
 from geo.index import FenceIndex, IndexedFence, LayeredIndex
+from geo.index_share import shared_build
 from geo.store import Connection
 
 log = logging.getLogger("contexto.catalog")
@@ -119,6 +121,8 @@ class CatalogView:
 @dataclass
 class Catalog:
     resolution: int
+    # Where base indexes are shared with other processes (geo.index_share); None: built here.
+    index_dir: Path | None = None
     delta_limit: int = DELTA_LIMIT
     delta_share: float = DELTA_SHARE
     index: LayeredIndex = field(init=False)
@@ -229,7 +233,7 @@ class Catalog:
         if rebuild:
             every = [*(f for f in self._fences.values() if f.fence_id not in changed),
                      *(fence for _, fence in fresh.values())]
-            base = await self._build(every, version)
+            base = await self._build_base(every, version)
         elif changed:
             delta = await self._build(
                 [fence for f in touched if (fence := current(f)) is not None], version)
@@ -256,6 +260,13 @@ class Catalog:
         # Building is CPU work: keep the event loop answering other requests meanwhile.
         return await asyncio.to_thread(FenceIndex.build, list(fences), version=version)
 
+    async def _build_base(self, fences: list[IndexedFence], version: int) -> FenceIndex:
+        """A base index of every fence at `version`: the same in every process that reaches
+        that version, so built once and mapped by the others when `index_dir` is set."""
+        if self.index_dir is None:
+            return await self._build(fences, version)
+        return await asyncio.to_thread(shared_build, self.index_dir, fences, version)
+
     def _compact_if_due(self) -> None:
         due = min(self.delta_limit,
                   max(DELTA_FLOOR, int(self.delta_share * len(self.index.base))))
@@ -270,7 +281,7 @@ class Catalog:
 
     async def _compact(self, snapshot: list[IndexedFence], version: int) -> None:
         try:
-            base = await self._build(snapshot, version)
+            base = await self._build_base(snapshot, version)
             async with self._lock:
                 assert self._pending is not None
                 touched = self._pending

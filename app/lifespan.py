@@ -13,6 +13,7 @@ import logging
 from collections.abc import AsyncIterator, Callable
 from contextlib import AsyncExitStack, asynccontextmanager, suppress
 from datetime import timedelta
+from pathlib import Path
 
 import asyncpg
 from litestar import Litestar
@@ -59,7 +60,9 @@ async def ping_partitions(app: Litestar) -> AsyncIterator[None]:
 @asynccontextmanager
 async def catalog(app: Litestar) -> AsyncIterator[None]:
     settings = app.state.settings
-    app.state.catalog = Catalog(resolution=settings.h3_resolution)
+    app.state.catalog = Catalog(
+        resolution=settings.h3_resolution,
+        index_dir=None if settings.index_dir is None else Path(settings.index_dir))
     async with watching(app.state.catalog, settings.database_url):
         yield
 

@@ -23,6 +23,9 @@ class Settings(msgspec.Struct, kw_only=True, frozen=True):
     firebase_project_id: str = "contexto-local"
     google_application_credentials: str | None = None
     h3_resolution: int = 11
+    # Where worker processes share their base fence indexes (geo.index_share); None: each builds
+    # and holds its own.
+    index_dir: str | None = None
     host: str = "127.0.0.1"
     port: int = 8000
     max_body_bytes: int = 1_048_576
@@ -147,6 +150,7 @@ def from_environment(env: Mapping[str, str], *, database_url: str,
         firebase_project_id=env.get("FIREBASE_PROJECT_ID") or "contexto-local",
         google_application_credentials=env.get("GOOGLE_APPLICATION_CREDENTIALS") or None,
         h3_resolution=int(env.get("H3_RESOLUTION", "11")),
+        index_dir=env.get("CONTEXTO_INDEX_DIR") or None,
         host=env.get("HOST", "127.0.0.1"),
         port=int(env.get("PORT", "8000")),
         max_body_bytes=int(env.get("MAX_BODY_BYTES", "1048576")),

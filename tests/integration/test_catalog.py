@@ -10,6 +10,7 @@ from __future__ import annotations
 import time
 from collections.abc import AsyncIterator, Iterable
 from dataclasses import dataclass
+from pathlib import Path
 from uuid import UUID
 
 import asyncpg
@@ -190,3 +191,25 @@ async def test_a_campaigns_stores_are_worked_out_once_and_again_after_a_fence_ch
     assert after.campaign_stores(tagged) == [other.id]
     catalog.campaigns = [*catalog.campaigns]  # a reload replaces the list: the memo starts over
     assert catalog.view().stores_memo is not after.stores_memo
+
+
+async def test_catalogs_of_several_workers_share_one_base_index(
+    scene: Scene, tmp_path: Path,
+) -> None:
+    # Two workers' replicas: the first to load builds the base, the second maps its arrays.
+    first = Catalog(resolution=11, index_dir=tmp_path)
+    second = Catalog(resolution=11, index_dir=tmp_path)
+    await first.refresh(scene.conn)
+    await second.refresh(scene.conn)
+
+    assert not isinstance(first.index.base._tables.refs, np.memmap)
+    assert isinstance(second.index.base._tables.refs, np.memmap)
+    for k in range(FENCES):
+        assert await scene.hits_at(second, k) == await scene.hits_at(first, k) \
+            == [scene.fence_ids[k]]
+    # A change goes into each replica's own delta, over the shared base.
+    await geo_store.replace_fence(scene.conn, scene.fence_ids[4], circle(4, moved=True),
+                                  CLOCK())
+    await second.refresh(scene.conn)
+    assert await scene.hits_at(second, 4, moved=True) == [scene.fence_ids[4]]
+    assert await scene.hits_at(second, 4) == []
