@@ -93,7 +93,7 @@ def build_tables(geometry: Geometry, cell_m: float, max_margin_m: float) -> Tabl
     keys, bound_parts, ref_parts = [], [], []
     for level, size_m in levels:
         args = (geometry.kind, geometry.frame, geometry.bbox, geometry.reach,
-                geometry.first_edge, geometry.edge_count, geometry.edges, geometry.nxt,
+                geometry.first_edge, geometry.edge_count, geometry.verts, geometry.nxt,
                 geometry.prv, level, size_m / DEG_M, size_m, band, max_margin_m)
         for f0 in range(0, len(geometry.kind), BUILD_PART):
             part = (f0, min(len(geometry.kind), f0 + BUILD_PART))
@@ -117,7 +117,7 @@ def build_tables(geometry: Geometry, cell_m: float, max_margin_m: float) -> Tabl
 @jit()
 def _cover(kind: np.ndarray, frame: np.ndarray, bbox: np.ndarray, reach: np.ndarray,
            first_edge: np.ndarray,
-           edge_count: np.ndarray, edges: np.ndarray, nxt: np.ndarray,
+           edge_count: np.ndarray, verts: np.ndarray, nxt: np.ndarray,
            prv: np.ndarray, level: int, dlat: float, cell_m: float, band: float,
            max_margin: float, f0: int, f1: int, key: np.ndarray, bounds: np.ndarray,
            refs: np.ndarray, write: bool) -> int:
@@ -172,15 +172,27 @@ def _cover(kind: np.ndarray, frame: np.ndarray, bbox: np.ndarray, reach: np.ndar
                 span = math.sqrt(disk * disk - y * y)
                 x0 = max(bbox[f, 0] - margin - half, -span)
                 x1 = min(bbox[f, 2] + margin + half, span)
-            c_lo = math.floor((lng0 + x0 / kx + 180.0) / width)
-            c_hi = math.floor((lng0 + x1 / kx + 180.0) / width)
-            if c_hi - c_lo + 1 >= columns:
-                c_lo, c_hi = 0, columns - 1
+            # The longitudes to look at, cut in two where they cross ±180: columns count from
+            # -180 on either side (the last one of a row is narrower than the others).
+            west, east = lng0 + x0 / kx, lng0 + x1 / kx
+            if east - west >= 360.0:
+                west, east, west2, east2 = -180.0, 180.0, 0.0, -1.0
+            elif west < -180.0:
+                west, east, west2, east2 = west + 360.0, 180.0, -180.0, east
+            elif east >= 180.0:
+                west, east, west2, east2 = west, 180.0, -180.0, east - 360.0
+            else:
+                west2, east2 = 0.0, -1.0
+            col0 = max(0, math.floor((west + 180.0) / width))
+            count = max(0, min(columns - 1, math.floor((east + 180.0) / width)) - col0 + 1)
+            col2 = max(0, math.floor((west2 + 180.0) / width))
+            count2 = 0 if east2 < west2 else max(
+                0, min(columns - 1, math.floor((east2 + 180.0) / width)) - col2 + 1)
             if not write:
-                out += c_hi - c_lo + 1
+                out += count + count2
                 continue
-            for c in range(c_lo, c_hi + 1):
-                col = c % columns
+            for c in range(count + count2):
+                col = col0 + c if c < count else col2 + c - count
                 lng_c = (col + 0.5) * width - 180.0
                 if circle:
                     d = circle_distance(lat_c, lng_c, frame, f)
@@ -189,7 +201,7 @@ def _cover(kind: np.ndarray, frame: np.ndarray, bbox: np.ndarray, reach: np.ndar
                     x, y = local_xy(lat_c, lng_c, frame, f)
                     if x * x + y * y > disk * disk:  # a cell the row's interval rounded in
                         continue
-                    d = polygon_scan(x, y, e0, e1, edges, nxt, prv, d2)[1]
+                    d = polygon_scan(x, y, e0, e1, verts, nxt, prv, d2)[1]
                 if d - half > margin or (level == COARSE and d + half <= band):
                     continue
                 key[out] = level_key(level, row, col)

@@ -280,3 +280,30 @@ def test_the_stored_distance_bounds_hold_at_every_corner_of_every_cell(
     outside_bounds = (d < np.repeat(lo, 4) - 1e-6) | (d > np.repeat(hi, 4) + 1e-6)
 
     assert len(keys) > 100 and int(outside_bounds.sum()) == 0
+
+
+@pytest.mark.parametrize("lat0", [-16.8, 65.0, 0.0, 78.22])
+@pytest.mark.parametrize("side", [-1.0, 1.0])
+@pytest.mark.parametrize("cell_m", [25.0, 40.0])
+def test_a_fence_at_the_antimeridian_finds_pings_across_it(
+    lat0: float, side: float, cell_m: float,
+) -> None:
+    # The fence's cells run past ±180, where each row's last column is narrower than the
+    # others: the pings just across must still find the fence at every margin.
+    lng0 = side * 179.999
+    shape = validate(Polygon(coordinates=[star(lat0, lng0, 0.0, 0.0, [20.0] * 12)]), None)
+    index = FenceIndex.build([indexed(shape)], cell_m=cell_m)
+    east = np.tile(np.linspace(-150.0, 150.0, 301), 5)
+    lat = lat0 + np.degrees(np.repeat([-60.0, -20.0, 0.0, 20.0, 60.0], 301) / EARTH_RADIUS_M)
+    lng = lng0 + np.degrees(east / (EARTH_RADIUS_M * math.cos(math.radians(lat0))))
+    lng = lng - 360.0 * np.round(lng / 360.0)
+    _, dist = brute_force(shape, lat, lng)
+    for margin in (0.0, 25.0, 100.0):
+        m = index.match(lat, lng, margin)
+        got = dict(zip(m.ping.tolist(), m.distance_m.tolist(), strict=True))
+        for p, d in enumerate(dist.tolist()):
+            if abs(d - margin) < BORDER_TOLERANCE_M:
+                continue
+            assert (p in got) == (d <= margin), (margin, p, d)
+            if d <= margin:
+                assert got[p] == pytest.approx(max(d, -margin), abs=1e-3), (margin, p, d)
