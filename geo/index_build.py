@@ -201,6 +201,16 @@ def _cover(kind: np.ndarray, frame: np.ndarray, bbox: np.ndarray, reach: np.ndar
                     x, y = local_xy(lat_c, lng_c, frame, f)
                     if x * x + y * y > disk * disk:  # a cell the row's interval rounded in
                         continue
+                    beyond = math.sqrt(x * x + y * y) - reach[f] - half
+                    if level == COARSE and beyond > band:
+                        # Every point of the cell is beyond the band, by at least `beyond`:
+                        # that bound is enough for the wide margins that read these cells,
+                        # which then read all the fence's edges (no geometry at build time).
+                        key[out] = level_key(level, row, col)
+                        refs[out, 0], refs[out, 1], refs[out, 2] = f, e0, e1 - e0
+                        bounds[out, 0], bounds[out, 1] = beyond - 0.01, np.inf
+                        out += 1
+                        continue
                     d = polygon_scan(x, y, e0, e1, verts, nxt, prv, d2)[1]
                 if d - half > margin or (level == COARSE and d + half <= band):
                     continue
