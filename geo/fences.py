@@ -110,7 +110,7 @@ def to_local_metres(geom: BaseGeometry, lng0: float, lat0: float) -> BaseGeometr
 
 def from_local_metres(geom: BaseGeometry, lng0: float, lat0: float) -> BaseGeometry:
     """The inverse of `to_local_metres`; longitudes come out continuous around `lng0`, so they
-    may pass ±180 (see `within_world`)."""
+    may pass ±180."""
     kx = math.radians(1.0) * EARTH_RADIUS_M * math.cos(math.radians(lat0))
     ky = math.radians(1.0) * EARTH_RADIUS_M
 
@@ -118,20 +118,6 @@ def from_local_metres(geom: BaseGeometry, lng0: float, lat0: float) -> BaseGeome
         return np.column_stack((xy[:, 0] / kx + lng0, xy[:, 1] / ky + lat0))
 
     return shapely.transform(geom, unproject)
-
-
-def within_world(geom: BaseGeometry) -> BaseGeometry:
-    """A lng/lat area with its parts beyond ±180 cut off there and moved by a whole turn, so
-    that every longitude is within -180..180 (what H3 expects); the area itself unchanged."""
-    x0, _, x1, _ = geom.bounds
-    if x0 >= -180.0 and x1 <= 180.0:
-        return geom
-    pieces: list[shapely.Polygon] = []
-    for shift in (-360.0, 0.0, 360.0):
-        cut = shapely.intersection(geom, shapely.box(-180.0 - shift, -90.0, 180.0 - shift, 90.0))
-        moved = shapely.transform(cut, lambda xy, s=shift: xy + np.array([s, 0.0]))
-        pieces.extend(p for p in shapely.get_parts(moved) if isinstance(p, shapely.Polygon))
-    return pieces[0] if len(pieces) == 1 else shapely.MultiPolygon(pieces)
 
 
 def haversine_m(lat1: float, lng1: float, lat2: float, lng2: float) -> float:

@@ -5,20 +5,24 @@ answer; everything is built once, never mutated, and a whole batch is answered b
 loop (numba), never Python per ping.
 
 How it works. The world is cut into a grid of cells about `cell_m` metres square (rows of
-latitude, each cut into columns of its own width in longitude; see `geo.index_kernels`). Every
-enabled fence gets an entry in each cell some point of which may come within `max_margin_m` of
-it, with bounds `lo <= d <= hi` on the signed distance d (metres, negative inside) of any point of
-the cell to the fence's border: d at the cell's centre ∓ half the cell's diagonal. A polygon's
-entry also keeps the run of its edges among which any point of the cell finds its nearest. At
-query time, for a margin m:
+latitude, each cut into columns of its own width in longitude; see `geo.index_kernels`), and a
+second grid of cells twice as big. A (cell, fence) entry holds bounds `lo <= d <= hi` on the
+signed distance d (metres, negative inside) of any point of the cell to the fence's border: d at
+the cell's centre ∓ half the cell's diagonal; a polygon's entry also keeps the run of its edges
+among which any point of the cell finds its nearest. The fine cells hold every fence within the
+band (25 m, the margin of every accurate fix) of some point of theirs, and the fences' interiors;
+the coarse cells hold each fence's ring from the band out to `max_margin_m`. At query time, for a
+margin m, a ping's fine cell answers for the fences within min(m, band) of it and, only when m is
+wider, its coarse cell for those farther than the band and within m:
   - `hi <= -m`: the ping is inside by at least m: reported inside at -m, no geometry
     ("deep" cells, which every entry of a fence's interior is);
   - `lo > m`: the ping is farther than m outside: not reported, no geometry;
   - otherwise the exact signed distance is computed: circles by haversine distance to their
     centre, polygons by the distance to the nearest edge of the entry's run, signed by the side
     of that edge (see `geo.index_kernels`), in the fence's local metric frame.
-A ping is looked up by its cell's key in an open-addressing hash table. Pings are still bucketed
-into H3 cells for storage and the heat map (`geo.cells`); the matcher does not need them.
+A cell is found by its key in an open-addressing hash table. Fences are kept in the order of a
+Z-curve over their centres, so that a ping's fences lie side by side in memory. Pings are still
+bucketed into H3 cells for storage and the heat map (`geo.cells`); the matcher does not use them.
 
 Changes without rebuilding everything: a `LayeredIndex` is an immutable view of a big *base*
 `FenceIndex`, a small *delta* `FenceIndex` of fences added or changed since, and the base fences
@@ -28,8 +32,8 @@ fences, because a fence's cells, bounds and exact tests depend on that fence alo
 Where each part lives: `geo.index_types` the values (fences in, matches out),
 `geo.index_kernels` the grid and the exact signed distances (compiled), `geo.index_geometry`
 the fences as arrays, `geo.index_build` the cells and their bounds, `geo.index_query`
-`FenceIndex` and its `match`, `geo.index_edit` `LayeredIndex`. This module gathers them: import
-from here.
+`FenceIndex` and its `match`, `geo.index_edit` `LayeredIndex`, `geo.index_share` one base
+index mapped by every worker process. This module gathers them: import from here.
 """
 
 from __future__ import annotations
