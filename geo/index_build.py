@@ -93,7 +93,7 @@ def build_tables(geometry: Geometry, cell_m: float, max_margin_m: float) -> Tabl
     keys, bound_parts, ref_parts = [], [], []
     for level, size_m in levels:
         args = (geometry.kind, geometry.frame, geometry.bbox, geometry.reach,
-                geometry.first_edge, geometry.edge_count, geometry.verts, geometry.nxt,
+                geometry.first_edge, geometry.edge_count, geometry.edges, geometry.nxt,
                 geometry.prv, level, size_m / DEG_M, size_m, band, max_margin_m)
         for f0 in range(0, len(geometry.kind), BUILD_PART):
             part = (f0, min(len(geometry.kind), f0 + BUILD_PART))
@@ -117,7 +117,7 @@ def build_tables(geometry: Geometry, cell_m: float, max_margin_m: float) -> Tabl
 @jit()
 def _cover(kind: np.ndarray, frame: np.ndarray, bbox: np.ndarray, reach: np.ndarray,
            first_edge: np.ndarray,
-           edge_count: np.ndarray, verts: np.ndarray, nxt: np.ndarray,
+           edge_count: np.ndarray, edges: np.ndarray, nxt: np.ndarray,
            prv: np.ndarray, level: int, dlat: float, cell_m: float, band: float,
            max_margin: float, f0: int, f1: int, key: np.ndarray, bounds: np.ndarray,
            refs: np.ndarray, write: bool) -> int:
@@ -211,7 +211,7 @@ def _cover(kind: np.ndarray, frame: np.ndarray, bbox: np.ndarray, reach: np.ndar
                         bounds[out, 0], bounds[out, 1] = beyond - 0.01, np.inf
                         out += 1
                         continue
-                    d = polygon_scan(x, y, e0, e1, verts, nxt, prv, d2)[1]
+                    d = polygon_scan(x, y, e0, e1, edges, nxt, prv, d2)[1]
                 if d - half > margin or (level == COARSE and d + half <= band):
                     continue
                 key[out] = level_key(level, row, col)

@@ -18,6 +18,12 @@ from geo.fences import EARTH_RADIUS_M, FenceShape
 from geo.index_kernels import (
     CIRCLE,
     DEG_M,
+    E_AX,
+    E_AY,
+    E_DX,
+    E_DY,
+    E_INV_LEN2,
+    EDGE_WIDTH,
     F_COS_LAT0,
     F_KX,
     F_LAT0,
@@ -50,17 +56,8 @@ def haversine_array(lat1: F64, lng1: F64, lat2: F64, lng2: F64) -> F64:
 class Geometry:
     """Every fence's shape as arrays, and exact signed distances for arrays of (fence, point)."""
 
-    __slots__ = (
-        "bbox",
-        "edge_count",
-        "first_edge",
-        "frame",
-        "kind",
-        "nxt",
-        "prv",
-        "reach",
-        "verts",
-    )
+    __slots__ = ("bbox", "edge_count", "edges", "first_edge", "frame", "kind", "nxt", "prv",
+                 "reach")
 
     def __init__(self, shapes: Sequence[FenceShape]) -> None:
         n = len(shapes)
@@ -79,14 +76,14 @@ class Geometry:
         self.frame = frame
         polygons = np.flatnonzero(~circle)
         xy, ring_start, ring_fence, shell = _rings(shapes, polygons)
-        (self.verts, self.nxt, self.prv, self.first_edge, self.edge_count, self.bbox,
+        (self.edges, self.nxt, self.prv, self.first_edge, self.edge_count, self.bbox,
          self.reach) = _edge_table(xy, ring_start, ring_fence, shell, frame, n)
         self.reach[circle] = radius[circle]
         self.bbox[circle] = np.column_stack((-radius, -radius, radius, radius))[circle]
 
     @property
     def nbytes(self) -> int:
-        return int(self.verts.nbytes + self.nxt.nbytes + self.prv.nbytes
+        return int(self.edges.nbytes + self.nxt.nbytes + self.prv.nbytes
                    + self.frame.nbytes + self.kind.nbytes + self.first_edge.nbytes
                    + self.edge_count.nbytes + self.bbox.nbytes + self.reach.nbytes)
 
@@ -97,7 +94,7 @@ class Geometry:
         dist = np.zeros(len(f))
         _signed_distances(np.asarray(f, dtype=np.int64), np.asarray(lat, dtype=np.float64),
                           np.asarray(lng, dtype=np.float64), self.kind, self.frame,
-                          self.first_edge, self.edge_count, self.verts, self.nxt, self.prv,
+                          self.first_edge, self.edge_count, self.edges, self.nxt, self.prv,
                           inside, dist)
         return inside, dist
 
@@ -162,7 +159,7 @@ def _split_rings(xy: np.ndarray, poly_start: np.ndarray, holes: np.ndarray) -> t
 @jit()
 def _signed_distances(f: np.ndarray, lat: np.ndarray, lng: np.ndarray, kind: np.ndarray,
                       frame: np.ndarray, first_edge: np.ndarray, edge_count: np.ndarray,
-                      verts: np.ndarray, nxt: np.ndarray, prv: np.ndarray,
+                      edges: np.ndarray, nxt: np.ndarray, prv: np.ndarray,
                       inside: np.ndarray, dist: np.ndarray) -> None:
     for i in range(len(f)):
         k = f[i]
@@ -172,7 +169,7 @@ def _signed_distances(f: np.ndarray, lat: np.ndarray, lng: np.ndarray, kind: np.
         else:
             x, y = local_xy(lat[i], lng[i], frame, k)
             e0 = first_edge[k]
-            inside[i], dist[i] = polygon_test(x, y, e0, e0 + edge_count[k], verts, nxt, prv)
+            inside[i], dist[i] = polygon_test(x, y, e0, e0 + edge_count[k], edges, nxt, prv)
 
 
 @jit()
@@ -180,22 +177,20 @@ def _edge_table(xy: np.ndarray, ring_start: np.ndarray, ring_fence: np.ndarray,
                 exterior: np.ndarray, frame: np.ndarray, n: int) -> tuple[
                     np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray,
                     np.ndarray]:
-    """Every ring's vertices in its fence's local frame, repeated points dropped, oriented with
-    the area on its left, then its first vertex again and a NaN row: edge e runs from vertex e
-    to vertex e + 1 (the two places after each ring are no edges, and read as NaN); nxt and
-    prv give an edge's neighbours around its ring. One more NaN row ends the table."""
-    m = len(xy) + len(ring_start) + 1
-    verts = np.full((m, 2), np.nan)
-    nxt = np.zeros(m, dtype=np.int32)
-    prv = np.zeros(m, dtype=np.int32)
+    """Every ring in its fence's local frame, zero-length edges dropped, oriented with the area
+    on its left; edge e runs from vertex e to vertex nxt[e] of the same ring."""
+    m = len(xy)
+    edges = np.empty((m, EDGE_WIDTH))
+    nxt = np.empty(m, dtype=np.int32)
+    prv = np.empty(m, dtype=np.int32)
     first_edge = np.zeros(n, dtype=np.int64)
     edge_count = np.zeros(n, dtype=np.int64)
     bbox = np.zeros((n, 4))
     reach = np.zeros(n)  # farthest vertex from the centre, metres
     seen = np.zeros(n, dtype=np.bool_)
     out = 0
-    rx = np.empty(len(xy))
-    ry = np.empty(len(xy))
+    rx = np.empty(m)
+    ry = np.empty(m)
     for r in range(len(ring_start) - 1):
         f = ring_fence[r]
         if not seen[f]:
@@ -217,20 +212,22 @@ def _edge_table(xy: np.ndarray, ring_start: np.ndarray, ring_fence: np.ndarray,
             j = i + 1 if i + 1 < k else 0
             area += rx[i] * ry[j] - rx[j] * ry[i]
         flip = (area < 0.0) if exterior[r] else (area > 0.0)
-        for i in range(k + 1):
-            src = i % k
-            src = k - 1 - src if flip else src
-            verts[out + i, 0], verts[out + i, 1] = rx[src], ry[src]
-            if i < k:
-                nxt[out + i] = out + (i + 1 if i + 1 < k else 0)
-                prv[out + i] = out + (i - 1 if i > 0 else k - 1)
-                bbox[f, 0] = min(bbox[f, 0], rx[src])
-                bbox[f, 1] = min(bbox[f, 1], ry[src])
-                bbox[f, 2] = max(bbox[f, 2], rx[src])
-                bbox[f, 3] = max(bbox[f, 3], ry[src])
-                reach[f] = max(reach[f], math.hypot(rx[src], ry[src]))
-        out += k + 2  # the first vertex again, then the NaN row
+        for i in range(k):
+            src = k - 1 - i if flip else i
+            edges[out + i, E_AX], edges[out + i, E_AY] = rx[src], ry[src]
+            nxt[out + i] = out + (i + 1 if i + 1 < k else 0)
+            prv[out + i] = out + (i - 1 if i > 0 else k - 1)
+            bbox[f, 0] = min(bbox[f, 0], rx[src])
+            bbox[f, 1] = min(bbox[f, 1], ry[src])
+            bbox[f, 2] = max(bbox[f, 2], rx[src])
+            bbox[f, 3] = max(bbox[f, 3], ry[src])
+            reach[f] = max(reach[f], math.hypot(rx[src], ry[src]))
+        out += k
         edge_count[f] = out - first_edge[f]
-    end = out + 1
-    return verts[:end].copy(), nxt[:end].copy(), prv[:end].copy(), first_edge, edge_count, \
-        bbox, reach
+    for e in range(out):
+        dx = edges[nxt[e], E_AX] - edges[e, E_AX]
+        dy = edges[nxt[e], E_AY] - edges[e, E_AY]
+        edges[e, E_DX], edges[e, E_DY] = dx, dy
+        edges[e, E_INV_LEN2] = 1.0 / (dx * dx + dy * dy)
+    return edges[:out].copy(), nxt[:out].copy(), prv[:out].copy(), first_edge, \
+        edge_count, bbox, reach

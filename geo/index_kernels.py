@@ -52,6 +52,10 @@ MIN_COS = 1e-6  # a row's width stops growing this close to a pole (fences keep 
 # Frame columns: what a test reads of its fence, one 64-byte row.
 F_LAT0, F_LNG0, F_KX, F_LAT0_RAD, F_LNG0_RAD, F_COS_LAT0, F_RADIUS = range(7)
 FRAME_WIDTH = 8
+# Edge columns: its start vertex, its direction (to the next vertex of its ring) and 1/length²,
+# side by side, so that the edges a test reads in turn are read in one stream.
+E_AX, E_AY, E_DX, E_DY, E_INV_LEN2 = range(5)
+EDGE_WIDTH = 5
 
 _Fn = TypeVar("_Fn", bound=Callable[..., Any])
 
@@ -109,98 +113,84 @@ def circle_distance(lat: float, lng: float, frame: np.ndarray, f: int) -> float:
 
 
 @jit(inline=True)
-def _edge(e: int, verts: np.ndarray) -> tuple[float, float, float, float]:
-    """Edge e: its start (x, y) and its direction (to the next vertex); NaN for the two
-    places after each ring that are not edges (see `geo.index_geometry`)."""
-    ax, ay = verts[e, 0], verts[e, 1]
-    return ax, ay, verts[e + 1, 0] - ax, verts[e + 1, 1] - ay
-
-
-@jit(inline=True)
-def _edge_d2(x: float, y: float, e: int, verts: np.ndarray) -> float:
-    """Squared distance of a local point to edge e (NaN where e is no edge: never nearest)."""
-    ax, ay, dx, dy = _edge(e, verts)
-    rx, ry = x - ax, y - ay
-    t = (rx * dx + ry * dy) / (dx * dx + dy * dy)
-    if t < 0.0:  # comparisons, not min/max: a NaN goes through
-        t = 0.0
-    elif t > 1.0:
-        t = 1.0
+def _edge_d2(x: float, y: float, e: int, edges: np.ndarray) -> float:
+    """Squared distance of a local point to edge e."""
+    rx, ry = x - edges[e, E_AX], y - edges[e, E_AY]
+    dx, dy = edges[e, E_DX], edges[e, E_DY]
+    t = min(max((rx * dx + ry * dy) * edges[e, E_INV_LEN2], 0.0), 1.0)
     rx -= dx * t
     ry -= dy * t
     return float(rx * rx + ry * ry)
 
 
 @jit(inline=True)
-def _turns_left(e: int, verts: np.ndarray, rx: float, ry: float) -> bool:
+def _turns_left(e: int, edges: np.ndarray, rx: float, ry: float) -> bool:
     """Whether the vector (rx, ry) is strictly left of edge e's direction."""
-    _, _, dx, dy = _edge(e, verts)
-    return bool(dx * ry - dy * rx > 0.0)
+    return bool(edges[e, E_DX] * ry - edges[e, E_DY] * rx > 0.0)
 
 
 @jit(inline=True)
-def _convex_start(e: int, verts: np.ndarray, prv: np.ndarray) -> bool:
+def _convex_start(e: int, edges: np.ndarray, prv: np.ndarray) -> bool:
     """Whether the ring turns left (or goes straight) at edge e's start vertex."""
-    _, _, pdx, pdy = _edge(prv[e], verts)
-    _, _, dx, dy = _edge(e, verts)
-    return bool(pdx * dy - pdy * dx >= 0.0)
+    p = prv[e]
+    return bool(edges[p, E_DX] * edges[e, E_DY] - edges[p, E_DY] * edges[e, E_DX] >= 0.0)
 
 
 @jit()
-def _vote(e: int, x: float, y: float, verts: np.ndarray, nxt: np.ndarray,
+def _vote(e: int, x: float, y: float, edges: np.ndarray, nxt: np.ndarray,
           prv: np.ndarray) -> bool:
     """Whether a point is inside, from its nearest edge e."""
-    ax, ay, dx, dy = _edge(e, verts)
-    rx, ry = x - ax, y - ay
-    t = (rx * dx + ry * dy) / (dx * dx + dy * dy)
+    dx, dy = edges[e, E_DX], edges[e, E_DY]
+    rx, ry = x - edges[e, E_AX], y - edges[e, E_AY]
+    t = (rx * dx + ry * dy) * edges[e, E_INV_LEN2]
     left = bool(dx * ry - dy * rx > 0.0)
     if t <= 0.0:
-        before = _turns_left(prv[e], verts, rx, ry)
-        if _convex_start(e, verts, prv):
+        before = _turns_left(prv[e], edges, rx, ry)
+        if _convex_start(e, edges, prv):
             return before and left
         return before or left
     if t >= 1.0:
         vx, vy = rx - dx, ry - dy  # from the end vertex
         n = nxt[e]
         here = bool(dx * vy - dy * vx > 0.0)
-        after = _turns_left(n, verts, vx, vy)
-        if _convex_start(n, verts, prv):
+        after = _turns_left(n, edges, vx, vy)
+        if _convex_start(n, edges, prv):
             return here and after
         return here or after
     return left
 
 
 @jit()
-def polygon_test(x: float, y: float, e0: int, e1: int, verts: np.ndarray, nxt: np.ndarray,
+def polygon_test(x: float, y: float, e0: int, e1: int, edges: np.ndarray, nxt: np.ndarray,
                  prv: np.ndarray) -> tuple[bool, float]:
     """(inside, signed distance) of a local point to the nearest of edges e0 .. e1 - 1 (at
-    least one real edge among them), signed by that edge's vote. Where two edges are equally
-    near, the point is nearest to their shared vertex, and both votes read the same two edges."""
+    least one), signed by that edge's vote. Where two edges are equally near, the point is
+    nearest to their shared vertex, and both votes read the same two edges."""
     best = np.inf
     nearest = e0
     for e in range(e0, e1):
-        d2 = _edge_d2(x, y, e, verts)
+        d2 = _edge_d2(x, y, e, edges)
         if d2 < best:
             best = d2
             nearest = e
-    inside = _vote(nearest, x, y, verts, nxt, prv)
+    inside = _vote(nearest, x, y, edges, nxt, prv)
     d = math.sqrt(best)
     return inside, (-d if inside else d)
 
 
 @jit()
-def polygon_scan(x: float, y: float, e0: int, e1: int, verts: np.ndarray, nxt: np.ndarray,
+def polygon_scan(x: float, y: float, e0: int, e1: int, edges: np.ndarray, nxt: np.ndarray,
                  prv: np.ndarray, d2: np.ndarray) -> tuple[bool, float]:
     """`polygon_test`, keeping each edge's squared distance in d2[e - e0] (for the build)."""
     best = np.inf
     nearest = e0
     for e in range(e0, e1):
-        v = _edge_d2(x, y, e, verts)
+        v = _edge_d2(x, y, e, edges)
         d2[e - e0] = v
         if v < best:
             best = v
             nearest = e
-    inside = _vote(nearest, x, y, verts, nxt, prv)
+    inside = _vote(nearest, x, y, edges, nxt, prv)
     d = math.sqrt(best)
     return inside, (-d if inside else d)
 

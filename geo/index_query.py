@@ -140,7 +140,7 @@ class FenceIndex:
             dist = np.empty(capacity, np.float64)
             found = _match(lat, lng, per_ping, self.cell_m / DEG_M,
                            band_of(self.max_margin_m), t.slots, self._bits,
-                           t.bounds, t.refs, g.kind, g.frame, g.verts, g.nxt, g.prv, ping, fence,
+                           t.bounds, t.refs, g.kind, g.frame, g.edges, g.nxt, g.prv, ping, fence,
                            inside, dist)
             if found <= capacity:
                 break
@@ -194,7 +194,7 @@ def _spread(v: NDArray[np.uint64]) -> NDArray[np.uint64]:
 @jit()
 def _match(lat: np.ndarray, lng: np.ndarray, margin: np.ndarray, dlat: float, band: float,
            slots: np.ndarray, bits: int, bounds: np.ndarray, refs: np.ndarray, kind: np.ndarray,
-           frame: np.ndarray, verts: np.ndarray, nxt: np.ndarray, prv: np.ndarray,
+           frame: np.ndarray, edges: np.ndarray, nxt: np.ndarray, prv: np.ndarray,
            out_ping: np.ndarray, out_fence: np.ndarray, out_inside: np.ndarray,
            out_dist: np.ndarray) -> int:
     """Write every (ping, fence) match, grouped by ping, while there is room; returns how
@@ -227,7 +227,7 @@ def _match(lat: np.ndarray, lng: np.ndarray, margin: np.ndarray, dlat: float, ba
                 else:
                     x, y = local_xy(lat[i], lng[i], frame, f)
                     e0 = refs[j, 1]
-                    ins, d = polygon_test(x, y, e0, e0 + refs[j, 2], verts, nxt, prv)
+                    ins, d = polygon_test(x, y, e0, e0 + refs[j, 2], edges, nxt, prv)
                 if d > (near if level == FINE else m) or (level == COARSE and d <= band):
                     continue
                 if found < room:
