@@ -35,8 +35,12 @@ class IndexedFence(msgspec.Struct, frozen=True):
     enabled: bool
 
 
-class FenceHit(msgspec.Struct, frozen=True):
-    """A fence near one ping: `distance_m` is signed (negative inside), clamped to ±margin."""
+class FenceHit(msgspec.Struct, frozen=True, gc=False):
+    """A fence near one ping: `distance_m` is signed (negative inside), clamped to ±margin.
+
+    Not tracked by the garbage collector (`gc=False`: it holds no containers, so it can be in
+    no reference cycle): a batch makes thousands, and tracked ones trigger collections that walk
+    every live object of the process."""
 
     fence_id: UUID
     inside: bool
