@@ -199,7 +199,7 @@ def _edit_seconds(index: FenceIndex, fences: list[IndexedFence], repeats: int) -
         view = LayeredIndex(index, FenceIndex.build([moved]), [old.fence_id])
         found = view.match(np.array([y]), np.array([x]), 0.0)
         times.append(time.perf_counter() - t0)
-        seen = {view._ids[f] for f in found.fence[found.inside].tolist()}
+        seen = {found.fence_ids[f] for f in found.fence[found.inside].tolist()}
         if old.fence_id not in seen:
             raise AssertionError("the edited fence is not matched at its new place")
     return statistics.median(times)

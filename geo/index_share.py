@@ -27,7 +27,7 @@ from geo.index_geometry import Geometry
 from geo.index_query import FenceIndex
 from geo.index_types import DEFAULT_CELL_M, DEFAULT_MAX_MARGIN_M, IndexedFence
 
-_GEOMETRY = ("kind", "frame", "edges", "nxt", "prv", "first_edge", "edge_count", "bbox", "reach")
+_GEOMETRY = Geometry.__slots__  # every array of a Geometry
 _TABLES = tuple(f.name for f in fields(Tables) if f.name != "geometry")
 
 

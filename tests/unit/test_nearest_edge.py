@@ -9,8 +9,8 @@ import uuid
 import numpy as np
 import shapely
 
-from geo.fences import MultiPolygon, Polygon, to_local_metres, validate
-from geo.index_geometry import Geometry
+from geo.fences import FenceShape, MultiPolygon, Polygon, to_local_metres, validate
+from geo.index_geometry import Geometry, _rings
 
 LAT0, LNG0 = 48.85, 2.35
 
@@ -54,3 +54,20 @@ def test_signed_distances_agree_with_shapely_near_every_kind_of_vertex() -> None
         clear = expected > 1e-6
         assert int((inside[clear] != contains[clear]).sum()) == 0
         assert float(np.abs(np.abs(d) - expected).max()) < 1e-6
+
+
+def test_rings_are_cut_where_shapely_cuts_them_even_when_a_ring_returns_to_its_start() -> None:
+    # A shell passing twice through its first position (not a valid fence, but the cut into
+    # rings must not depend on validity): shapely's own ring boundaries are used then.
+    pinched = shapely.Polygon([(0, 0), (1, 0), (1, 1), (0, 0), (-1, 0), (-1, -1), (0, 0)],
+                              [[(0.6, 0.2), (0.8, 0.2), (0.8, 0.4), (0.6, 0.2)]])
+    plain = shapely.Polygon([(5, 5), (6, 5), (6, 6), (5, 5)])
+    shapes = [FenceShape("polygon", area, 0.0, 0.0, None, 1.0) for area in (pinched, plain)]
+
+    xy, ring_start, ring_fence, shell = _rings(shapes, np.array([0, 1]))
+
+    rings, owner = shapely.get_rings(np.array([pinched, plain]), return_index=True)
+    lengths = shapely.get_num_coordinates(rings)
+    assert np.diff(ring_start).tolist() == lengths.tolist()
+    assert ring_fence.tolist() == owner.tolist() and shell.tolist() == [True, False, True]
+    assert xy.tolist() == shapely.get_coordinates(rings).tolist()
