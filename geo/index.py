@@ -5,18 +5,18 @@ answer; everything is built once, never mutated, and a whole batch is answered b
 loop (numba), never Python per ping.
 
 How it works. The world is cut into a grid of cells about `cell_m` metres square (rows of
-latitude, each cut into columns of its own width in longitude; see `geo.index_kernels`), and a
-second grid of cells twice as big. A (cell, fence) entry holds bounds `lo <= d <= hi` on the
-signed distance d (metres, negative inside) of any point of the cell to the fence's border: d at
-the cell's centre ∓ half the cell's diagonal; a polygon's entry also keeps the run of its edges
-among which any point of the cell finds its nearest. The fine cells hold every fence within the
-band (25 m, the margin of every accurate fix) of some point of theirs, and the fences' interiors;
-the coarse cells hold each fence's ring from the band out to `max_margin_m`. At query time, for a
-margin m, a ping's fine cell answers for the fences within min(m, band) of it and, only when m is
-wider, its coarse cell for those farther than the band and within m:
+latitude, each cut into columns of its own width in longitude; see `geo.index_kernels`). A
+(cell, fence) entry holds bounds `lo <= d <= hi` on the signed distance d (metres, negative
+inside) of any point of the cell to the fence's border: d at the cell's centre ∓ half the cell's
+diagonal; a polygon's entry also keeps the run of its edges among which any point of the cell
+finds its nearest. A cell holds every fence within `max_margin_m` of some point of it, in the
+order of their `lo`; a polygon's cells farther than 25 m (the margin of every accurate fix) from
+its border keep only a lower bound from the polygon's reach and its whole run of edges, which
+only the wide margins of inaccurate fixes read. At query time, for a margin m, a ping reads its
+cell's entries up to the first with `lo > m`, and for each:
   - `hi <= -m`: the ping is inside by at least m: reported inside at -m, no geometry
     ("deep" cells, which every entry of a fence's interior is);
-  - `lo > m`: the ping is farther than m outside: not reported, no geometry;
+  - `lo > m`: the ping is farther than m outside, and so from every entry after: done;
   - otherwise the exact signed distance is computed: circles by haversine distance to their
     centre, polygons by the distance to the nearest edge of the entry's run, signed by the side
     of that edge (see `geo.index_kernels`), in the fence's local metric frame.

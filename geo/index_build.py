@@ -3,9 +3,10 @@
 One rule: a (cell, fence) entry is stored with bounds lo <= d <= hi on the signed distance of
 any point of the cell to the fence's border, conservative everywhere, and with the run of the
 fence's edges among which any point of the cell finds its nearest (see `geo.index` for how
-queries use them). Everything runs in compiled loops (`geo.index_kernels`): a fence's candidate
-cells are the rows and columns of its bounding box grown by the widest margin, each kept only if
-the distance at its centre minus its half-diagonal is within that margin.
+queries use them). A cell's entries are kept in the order of their `lo`, so that a query stops at
+the first one beyond its margin. Everything runs in compiled loops (`geo.index_kernels`): a
+fence's candidate cells are the rows and columns of its bounding box grown by the widest margin,
+each kept only if the distance at its centre minus its half-diagonal is within that margin.
 """
 
 from __future__ import annotations
@@ -19,17 +20,15 @@ from numpy.typing import NDArray
 from geo.index_geometry import Geometry
 from geo.index_kernels import (
     CIRCLE,
-    COARSE,
     DEG_M,
     F_KX,
     F_LAT0,
     F_LNG0,
     F_RADIUS,
-    FINE,
     ROW_OFFSET,
     circle_distance,
+    grid_key,
     jit,
-    level_key,
     local_xy,
     polygon_scan,
     row_columns,
@@ -40,13 +39,14 @@ from geo.index_kernels import (
 # share (and every bound by a centimetre) so that rounding never makes a bound optimistic.
 SPHERE_SAFETY = 1.001
 HASH_MULTIPLIER = np.uint64(0x9E3779B97F4A7C15)
-# Margins up to this are answered by the fine cells alone (every fix accurate to 25 m or better
-# asks for 25 m: geo.presence.match_margins); wider ones also read the coarse cells, which hold
-# the ring of each fence between this and the widest margin, COARSE_FACTOR times bigger.
-FINE_BAND_M = 25.0
-COARSE_FACTOR = 2
+# A polygon's cells farther than this from its border (every fix accurate to 25 m or better asks
+# for 25 m: geo.presence.match_margins) are kept with a lower bound from its reach alone and its
+# whole run of edges: only the wide margins of inaccurate fixes read them, and measuring them
+# would be most of the build.
+NEAR_M = 25.0
 BUILD_PART = 8192  # fences whose entries are written at a time
 COUNT_BITS = 24  # a slot's entry count; the rest of its 63 bits, where its entries start
+ENTRY_WIDTH = 5  # an entry's int32 columns: lo, hi (float32 bits), fence, edges' start, count
 
 
 @dataclass(frozen=True, slots=True)
@@ -54,20 +54,29 @@ class Tables:
     """A built index's arrays: a hash table from cell keys to runs of entries, and the entries.
 
     Laid out for a query's few cache misses: a slot holds its key beside its entries' place
-    (start << COUNT_BITS | count), and a cell's entries lie side by side, their bounds (read for
-    every entry) apart from what only an exact test reads.
+    (start << COUNT_BITS | count), a cell's entries lie side by side, and an entry is one
+    20-byte row: its bounds (read for every entry) and what an exact test reads.
     """
 
     geometry: Geometry
     slots: NDArray[np.int64]  # (capacity, 2): key (-1 where empty), start << COUNT_BITS | count
-    bounds: NDArray[np.float32]  # (entries, 2): lo, hi
-    # (entries, 3): fence, and the edges an exact test reads: start, count.
-    refs: NDArray[np.int32]
+    # (entries, 5): lo, hi (float32, as their bits), the fence, and the edges an exact test
+    # reads: start, count.
+    entries: NDArray[np.int32]
+
+    @property
+    def bounds(self) -> NDArray[np.float32]:
+        """(entries, 2): lo, hi (a view)."""
+        return _bounds_of(self.entries)
+
+    @property
+    def refs(self) -> NDArray[np.int32]:
+        """(entries, 3): the fence, its edges' start and count (a view)."""
+        return self.entries[:, 2:]
 
     @property
     def nbytes(self) -> int:
-        return int(self.slots.nbytes + self.bounds.nbytes + self.refs.nbytes
-                   + self.geometry.nbytes)
+        return int(self.slots.nbytes + self.entries.nbytes + self.geometry.nbytes)
 
     def cells(self) -> tuple[NDArray[np.int64], NDArray[np.int64], NDArray[np.int64]]:
         """(key, first entry, entry count) of every cell (for checks)."""
@@ -76,57 +85,46 @@ class Tables:
         return self.slots[used, 0], where >> COUNT_BITS, where & ((1 << COUNT_BITS) - 1)
 
 
-def band_of(max_margin_m: float) -> float:
-    """The margin up to which the fine level alone answers (see `geo.index`)."""
-    return min(FINE_BAND_M, max_margin_m)
+def _bounds_of(entries: NDArray[np.int32]) -> NDArray[np.float32]:
+    bounds: NDArray[np.float32] = entries.view(np.float32)[:, :2]
+    return bounds
 
 
 def build_tables(geometry: Geometry, cell_m: float, max_margin_m: float) -> Tables:
-    """The cell tables of these fences (numbered as in `geometry`): the fine level, and the
-    coarse one when margins wider than the band may be asked."""
-    band = band_of(max_margin_m)
-    levels = [(FINE, cell_m)]
-    if max_margin_m > band:
-        levels.append((COARSE, cell_m * COARSE_FACTOR))
+    """The cell tables of these fences (numbered as in `geometry`)."""
     # Room for every candidate cell would be 2-3 times what is kept: the entries are written
     # in parts, each with room for its own candidates.
-    keys, bound_parts, ref_parts = [], [], []
-    for level, size_m in levels:
-        args = (geometry.kind, geometry.frame, geometry.bbox, geometry.reach,
-                geometry.first_edge, geometry.edge_count, geometry.edges, geometry.nxt,
-                geometry.prv, level, size_m / DEG_M, size_m, band, max_margin_m)
-        for f0 in range(0, len(geometry.kind), BUILD_PART):
-            part = (f0, min(len(geometry.kind), f0 + BUILD_PART))
-            room = _cover(*args, *part, np.zeros(0, np.int64), np.zeros((0, 2), np.float32),
-                          np.zeros((0, 3), np.int32), False)
-            key = np.empty(room, np.int64)
-            bounds = np.empty((room, 2), np.float32)
-            refs = np.empty((room, 3), np.int32)
-            used = _cover(*args, *part, key, bounds, refs, True)
-            keys.append(key[:used])
-            bound_parts.append(bounds[:used])
-            ref_parts.append(refs[:used])
-    if not keys:
-        keys, bound_parts, ref_parts = ([np.zeros(0, np.int64)], [np.zeros((0, 2), np.float32)],
-                                        [np.zeros((0, 3), np.int32)])
-    slots, bounds, refs = _group(np.concatenate(keys), np.concatenate(bound_parts),
-                                 np.concatenate(ref_parts))
-    return Tables(geometry, slots, bounds, refs)
+    keys, parts = [np.zeros(0, np.int64)], [np.zeros((0, ENTRY_WIDTH), np.int32)]
+    args = (geometry.kind, geometry.frame, geometry.bbox, geometry.reach, geometry.first_edge,
+            geometry.edge_count, geometry.edges, geometry.nxt, geometry.prv, cell_m / DEG_M,
+            cell_m, min(NEAR_M, max_margin_m), max_margin_m)
+    for f0 in range(0, len(geometry.kind), BUILD_PART):
+        part = (f0, min(len(geometry.kind), f0 + BUILD_PART))
+        none = np.zeros((0, ENTRY_WIDTH), np.int32)
+        room = _cover(*args, *part, np.zeros(0, np.int64), _bounds_of(none), none[:, 2:], False)
+        key = np.empty(room, np.int64)
+        entries = np.empty((room, ENTRY_WIDTH), np.int32)
+        used = _cover(*args, *part, key, _bounds_of(entries), entries[:, 2:], True)
+        keys.append(key[:used])
+        parts.append(entries[:used])
+    entries = np.concatenate(parts)
+    grouped = np.empty_like(entries)
+    slots = _group(np.concatenate(keys), _bounds_of(entries), entries[:, 2:],
+                   _bounds_of(grouped), grouped[:, 2:])
+    return Tables(geometry, slots, grouped)
 
 
 @jit()
 def _cover(kind: np.ndarray, frame: np.ndarray, bbox: np.ndarray, reach: np.ndarray,
            first_edge: np.ndarray,
            edge_count: np.ndarray, edges: np.ndarray, nxt: np.ndarray,
-           prv: np.ndarray, level: int, dlat: float, cell_m: float, band: float,
-           max_margin: float, f0: int, f1: int, key: np.ndarray, bounds: np.ndarray,
-           refs: np.ndarray, write: bool) -> int:
-    """Of fences f0 .. f1 - 1, at this level: without `write`, how many candidate cells there
-    are in all; with it, the entries of the cells it keeps, written from 0; returns how many.
-
-    The fine level keeps the cells with a point within `band` of the border (or inside), the
-    coarse one those with a point within `max_margin` and one farther than `band`."""
-    margin = band if level == FINE else max_margin
+           prv: np.ndarray, dlat: float, cell_m: float, near: float, margin: float,
+           f0: int, f1: int, key: np.ndarray, bounds: np.ndarray, refs: np.ndarray,
+           write: bool) -> int:
+    """Of fences f0 .. f1 - 1: without `write`, how many candidate cells there are in all; with
+    it, the entries of the cells with a point within `margin` of the border (or inside), written
+    from 0; returns how many. A polygon's cells farther than `near` from it are bounded by its
+    reach alone (see NEAR_M)."""
     out = 0
     longest = np.max(edge_count) if len(edge_count) else 0
     d2 = np.empty(max(1, longest))  # each edge's squared distance from the cell's centre
@@ -201,24 +199,26 @@ def _cover(kind: np.ndarray, frame: np.ndarray, bbox: np.ndarray, reach: np.ndar
                     x, y = local_xy(lat_c, lng_c, frame, f)
                     if x * x + y * y > disk * disk:  # a cell the row's interval rounded in
                         continue
-                    beyond = math.sqrt(x * x + y * y) - reach[f] - half
-                    if level == COARSE and beyond > band:
-                        # Every point of the cell is beyond the band, by at least `beyond`:
+                    beyond = math.sqrt(x * x + y * y) - reach[f] - half - 0.01
+                    if beyond > margin:
+                        continue
+                    if beyond > near:
+                        # Every point of the cell is farther than `near`, by at least `beyond`:
                         # that bound is enough for the wide margins that read these cells,
                         # which then read all the fence's edges (no geometry at build time).
-                        key[out] = level_key(level, row, col)
+                        key[out] = grid_key(row, col)
                         refs[out, 0], refs[out, 1], refs[out, 2] = f, e0, e1 - e0
-                        bounds[out, 0], bounds[out, 1] = beyond - 0.01, np.inf
+                        bounds[out, 0], bounds[out, 1] = beyond, np.inf
                         out += 1
                         continue
                     d = polygon_scan(x, y, e0, e1, edges, nxt, prv, d2)[1]
-                if d - half > margin or (level == COARSE and d + half <= band):
+                if d - half > margin:
                     continue
-                key[out] = level_key(level, row, col)
+                key[out] = grid_key(row, col)
                 refs[out, 0] = f
-                if d + half + 0.01 <= -max_margin:
+                if d + half + 0.01 <= -margin:
                     # Deep: inside by at least the widest margin, whatever the point.
-                    bounds[out, 0], bounds[out, 1] = -np.inf, -max_margin
+                    bounds[out, 0], bounds[out, 1] = -np.inf, -margin
                     refs[out, 1], refs[out, 2] = 0, 0
                 else:
                     bounds[out, 0] = d - half - 0.01
@@ -266,10 +266,10 @@ def _rehash(keys: np.ndarray, values: np.ndarray,
 
 
 @jit()
-def _group(key: np.ndarray, bounds: np.ndarray,
-           refs: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """The hash table (open addressing, at most half full) of the distinct keys, and the
-    entries put cell by cell."""
+def _group(key: np.ndarray, bounds: np.ndarray, refs: np.ndarray, out_bounds: np.ndarray,
+           out_refs: np.ndarray) -> np.ndarray:
+    """The hash table (open addressing, at most half full) of the distinct keys; the entries put
+    cell by cell into `out_bounds` and `out_refs`, each cell's by their lo."""
     n = len(key)
     # A first table numbering the cells as they come, doubled whenever it is half full
     # (neighbouring fences share cells: there are several entries to a cell).
@@ -300,13 +300,23 @@ def _group(key: np.ndarray, bounds: np.ndarray,
     for c in range(cells):
         starts[c + 1] += starts[c]
     fill = starts[:-1].copy()
-    out_bounds = np.empty_like(bounds)
-    out_refs = np.empty_like(refs)
     for i in range(n):
         j = fill[cell_of[i]]
         fill[cell_of[i]] += 1
         out_bounds[j, 0], out_bounds[j, 1] = bounds[i, 0], bounds[i, 1]
         out_refs[j, 0], out_refs[j, 1], out_refs[j, 2] = refs[i, 0], refs[i, 1], refs[i, 2]
+    for c in range(cells):  # each cell's entries by their lo (an insertion sort: a few each)
+        for j in range(starts[c] + 1, starts[c + 1]):
+            lo, hi = out_bounds[j, 0], out_bounds[j, 1]
+            f, e0, count = out_refs[j, 0], out_refs[j, 1], out_refs[j, 2]
+            k = j
+            while k > starts[c] and out_bounds[k - 1, 0] > lo:
+                out_bounds[k, 0], out_bounds[k, 1] = out_bounds[k - 1, 0], out_bounds[k - 1, 1]
+                out_refs[k, 0], out_refs[k, 1] = out_refs[k - 1, 0], out_refs[k - 1, 1]
+                out_refs[k, 2] = out_refs[k - 1, 2]
+                k -= 1
+            out_bounds[k, 0], out_bounds[k, 1] = lo, hi
+            out_refs[k, 0], out_refs[k, 1], out_refs[k, 2] = f, e0, count
     # The final table, sized for the distinct keys.
     tight = 4
     while (1 << tight) < 2 * cells:
@@ -326,4 +336,4 @@ def _group(key: np.ndarray, bounds: np.ndarray,
             s = (s + 1) & mask
         slots[s, 0] = k
         slots[s, 1] = (starts[c] << COUNT_BITS) | count
-    return slots, out_bounds, out_refs
+    return slots

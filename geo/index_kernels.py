@@ -47,7 +47,6 @@ nb.config.CACHE_DIR = str(Path(os.environ.get("NUMBA_CACHE_DIR")
 CIRCLE, POLYGON = 0, 1
 DEG_M = math.radians(1.0) * EARTH_RADIUS_M  # metres per degree of latitude
 ROW_OFFSET = 1 << 29  # rows are offset so that every key is positive
-FINE, COARSE = 0, 1  # a key's level, in its bit 62
 MIN_COS = 1e-6  # a row's width stops growing this close to a pole (fences keep clear of them)
 # Frame columns: what a test reads of its fence, one 64-byte row.
 F_LAT0, F_LNG0, F_KX, F_LAT0_RAD, F_LNG0_RAD, F_COS_LAT0, F_RADIUS = range(7)
@@ -88,17 +87,17 @@ def row_columns(width: float) -> int:
 
 
 @jit(inline=True)
-def level_key(level: int, row: int, col: int) -> int:
-    return (level << 62) | (row << 32) | col
+def grid_key(row: int, col: int) -> int:
+    return (row << 32) | col
 
 
 @jit(inline=True)
-def cell_key(lat: float, lng: float, dlat: float, level: int = FINE) -> int:
+def cell_key(lat: float, lng: float, dlat: float) -> int:
     """The key of the grid cell (of rows `dlat` degrees high) holding (lat, lng)."""
     row = math.floor(lat / dlat) + ROW_OFFSET
     width = row_width(row, dlat)
     col = math.floor((lng + 180.0) / width) % row_columns(width)
-    return level_key(level, row, col)
+    return grid_key(row, col)
 
 
 @jit(inline=True)

@@ -13,20 +13,11 @@ from uuid import UUID
 import numpy as np
 from numpy.typing import NDArray
 
-from geo.index_build import (
-    COARSE_FACTOR,
-    COUNT_BITS,
-    Tables,
-    band_of,
-    build_tables,
-    slot_of,
-)
+from geo.index_build import COUNT_BITS, Tables, build_tables, slot_of
 from geo.index_geometry import Geometry
 from geo.index_kernels import (
     CIRCLE,
-    COARSE,
     DEG_M,
-    FINE,
     cell_key,
     circle_distance,
     jit,
@@ -109,7 +100,7 @@ class FenceIndex:
     @property
     def entries(self) -> int:
         """Number of stored (cell, fence) pairs."""
-        return len(self._tables.refs)
+        return len(self._tables.entries)
 
     @property
     def nbytes(self) -> int:
@@ -138,8 +129,7 @@ class FenceIndex:
             fence = np.empty(capacity, np.int32)
             inside = np.empty(capacity, np.bool_)
             dist = np.empty(capacity, np.float64)
-            found = _match(lat, lng, per_ping, self.cell_m / DEG_M,
-                           band_of(self.max_margin_m), t.slots, self._bits,
+            found = _match(lat, lng, per_ping, self.cell_m / DEG_M, t.slots, self._bits,
                            t.bounds, t.refs, g.kind, g.frame, g.edges, g.nxt, g.prv, ping, fence,
                            inside, dist)
             if found <= capacity:
@@ -192,7 +182,7 @@ def _spread(v: NDArray[np.uint64]) -> NDArray[np.uint64]:
 
 
 @jit()
-def _match(lat: np.ndarray, lng: np.ndarray, margin: np.ndarray, dlat: float, band: float,
+def _match(lat: np.ndarray, lng: np.ndarray, margin: np.ndarray, dlat: float,
            slots: np.ndarray, bits: int, bounds: np.ndarray, refs: np.ndarray, kind: np.ndarray,
            frame: np.ndarray, edges: np.ndarray, nxt: np.ndarray, prv: np.ndarray,
            out_ping: np.ndarray, out_fence: np.ndarray, out_inside: np.ndarray,
@@ -200,42 +190,36 @@ def _match(lat: np.ndarray, lng: np.ndarray, margin: np.ndarray, dlat: float, ba
     """Write every (ping, fence) match, grouped by ping, while there is room; returns how
     many there are (more than the room: run again with that much).
 
-    A ping's fine cell answers for the fences within min(margin, band) of it; when its margin
-    is wider, its coarse cell answers for those farther than the band and within the margin:
-    each pair comes from exactly one of them."""
+    A ping's cell holds every fence within the widest margin of some point of it, in the order
+    of their lower bounds: the ping reads them up to the first beyond its own margin."""
     if not len(refs):
         return 0
     room = len(out_ping)
     found = 0
     for i in range(len(lat)):
         m = margin[i]
-        near = min(m, band)
-        for level in range(2 if m > band else 1):
-            cell_dlat = dlat if level == FINE else dlat * COARSE_FACTOR
-            start, end = _lookup(cell_key(lat[i], lng[i], cell_dlat, level), slots, bits)
-            for j in range(start, end):
-                if bounds[j, 0] > (near if level == FINE else m):
-                    continue
-                if level == COARSE and bounds[j, 1] <= band:
-                    continue
-                f = refs[j, 0]
-                if bounds[j, 1] <= -m:
-                    ins, d = True, -m
-                elif kind[f] == CIRCLE:
-                    d = circle_distance(lat[i], lng[i], frame, f)
-                    ins = d <= 0.0
-                else:
-                    x, y = local_xy(lat[i], lng[i], frame, f)
-                    e0 = refs[j, 1]
-                    ins, d = polygon_test(x, y, e0, e0 + refs[j, 2], edges, nxt, prv)
-                if d > (near if level == FINE else m) or (level == COARSE and d <= band):
-                    continue
-                if found < room:
-                    out_ping[found] = i
-                    out_fence[found] = f
-                    out_inside[found] = ins
-                    out_dist[found] = max(d, -m)
-                found += 1
+        start, end = _lookup(cell_key(lat[i], lng[i], dlat), slots, bits)
+        for j in range(start, end):
+            if bounds[j, 0] > m:
+                break
+            f = refs[j, 0]
+            if bounds[j, 1] <= -m:
+                ins, d = True, -m
+            elif kind[f] == CIRCLE:
+                d = circle_distance(lat[i], lng[i], frame, f)
+                ins = d <= 0.0
+            else:
+                x, y = local_xy(lat[i], lng[i], frame, f)
+                e0 = refs[j, 1]
+                ins, d = polygon_test(x, y, e0, e0 + refs[j, 2], edges, nxt, prv)
+            if d > m:
+                continue
+            if found < room:
+                out_ping[found] = i
+                out_fence[found] = f
+                out_inside[found] = ins
+                out_dist[found] = max(d, -m)
+            found += 1
     return found
 
 

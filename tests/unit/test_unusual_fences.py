@@ -27,7 +27,6 @@ from geo.fences import (
     validate,
 )
 from geo.index import FenceIndex, IndexedFence
-from geo.index_build import COARSE_FACTOR
 from geo.index_kernels import DEG_M, cell_bounds, cell_key
 
 BORDER_TOLERANCE_M = 0.01
@@ -270,9 +269,7 @@ def test_the_stored_distance_bounds_hold_at_every_corner_of_every_cell(
     index = FenceIndex.build([indexed(shape)])
     keys, first, _ = index._tables.cells()
     lo, hi = index._tables.bounds[first].T
-    # Fine cells and, 4 times bigger, the coarse ones (key bit 62).
-    corners = [cell_bounds(k, index.cell_m / DEG_M * (COARSE_FACTOR if k >> 62 else 1))
-               for k in keys.tolist()]
+    corners = [cell_bounds(k, index.cell_m / DEG_M) for k in keys.tolist()]
     lat = np.array([lat for s, _, n, _ in corners for lat in (s, s, n, n)])
     lng = np.array([lng for _, w, _, e in corners for lng in (w, e, w, e)])
     _, d = index.geometry.signed_distance(np.zeros(len(lat), dtype=np.int32), lat, lng)
