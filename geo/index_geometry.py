@@ -41,7 +41,13 @@ from geo.index_kernels import (
 )
 from geo.index_types import F64, I32, I64, Bools
 
-__all__ = ["DEG_M", "Geometry", "haversine_array"]
+__all__ = ["DEG_M", "PRECISION_M", "Geometry", "haversine_array"]
+
+# Edges are kept in single precision, in metres from their fence's centre: a polygon's signed
+# distances are exact to this within 1.5 km of its centre (0.5 mm at 6 km), where fixes are
+# metres apart; containment is decided from the same edges, so it only differs from the exact
+# shape's this close to the border.
+PRECISION_M = 1e-4
 
 
 def haversine_array(lat1: F64, lng1: F64, lat2: F64, lng2: F64) -> F64:
@@ -224,10 +230,14 @@ def _edge_table(xy: np.ndarray, ring_start: np.ndarray, ring_fence: np.ndarray,
             reach[f] = max(reach[f], math.hypot(rx[src], ry[src]))
         out += k
         edge_count[f] = out - first_edge[f]
+    # Stored in single precision (metres from the fence's centre: within 0.1 mm up to 1.5 km
+    # away), each edge's direction and length taken from the stored vertices.
+    table = np.empty((out, EDGE_WIDTH), dtype=np.float32)
     for e in range(out):
-        dx = edges[nxt[e], E_AX] - edges[e, E_AX]
-        dy = edges[nxt[e], E_AY] - edges[e, E_AY]
-        edges[e, E_DX], edges[e, E_DY] = dx, dy
-        edges[e, E_INV_LEN2] = 1.0 / (dx * dx + dy * dy)
-    return edges[:out].copy(), nxt[:out].copy(), prv[:out].copy(), first_edge, \
-        edge_count, bbox, reach
+        table[e, E_AX], table[e, E_AY] = edges[e, E_AX], edges[e, E_AY]
+    for e in range(out):
+        table[e, E_DX] = table[nxt[e], E_AX] - table[e, E_AX]
+        table[e, E_DY] = table[nxt[e], E_AY] - table[e, E_AY]
+        len2 = float(table[e, E_DX]) ** 2 + float(table[e, E_DY]) ** 2
+        table[e, E_INV_LEN2] = 1.0 / len2 if len2 > 0.0 else 0.0
+    return table, nxt[:out].copy(), prv[:out].copy(), first_edge, edge_count, bbox, reach

@@ -52,7 +52,8 @@ MIN_COS = 1e-6  # a row's width stops growing this close to a pole (fences keep 
 F_LAT0, F_LNG0, F_KX, F_LAT0_RAD, F_LNG0_RAD, F_COS_LAT0, F_RADIUS = range(7)
 FRAME_WIDTH = 8
 # Edge columns: its start vertex, its direction (to the next vertex of its ring) and 1/length²,
-# side by side, so that the edges a test reads in turn are read in one stream.
+# side by side in one 20-byte row (single precision, in the fence's local frame), so that the
+# edges a test reads in turn are read in one stream.
 E_AX, E_AY, E_DX, E_DY, E_INV_LEN2 = range(5)
 EDGE_WIDTH = 5
 

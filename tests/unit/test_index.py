@@ -25,6 +25,7 @@ from geo.fences import (
     validate,
 )
 from geo.index import FenceIndex, IndexedFence
+from geo.index_geometry import PRECISION_M
 
 BORDER_TOLERANCE_M = 0.01
 
@@ -225,4 +226,5 @@ def test_a_polygon_with_very_many_edges_is_matched_exactly() -> None:
     inside, dist = brute_force(shape, np.array(lat), np.array(lng))
     assert m.ping.tolist() == [0, 1, 2, 3]
     assert m.inside.tolist() == inside.tolist() == [True, True, False, False]
-    assert m.distance_m.tolist() == pytest.approx(np.maximum(dist, -100.0).tolist(), abs=1e-6)
+    assert m.distance_m.tolist() == pytest.approx(np.maximum(dist, -100.0).tolist(),
+                                                  abs=PRECISION_M)

@@ -10,7 +10,7 @@ import numpy as np
 import shapely
 
 from geo.fences import FenceShape, MultiPolygon, Polygon, to_local_metres, validate
-from geo.index_geometry import Geometry, _rings
+from geo.index_geometry import PRECISION_M, Geometry, _rings
 
 LAT0, LNG0 = 48.85, 2.35
 
@@ -51,9 +51,9 @@ def test_signed_distances_agree_with_shapely_near_every_kind_of_vertex() -> None
         pts = to_local_metres(shapely.points(lng, lat), shape.center_lng, shape.center_lat)
         expected = shapely.distance(local.boundary, pts)
         contains = shapely.contains_xy(shape.area, lng, lat)
-        clear = expected > 1e-6
+        clear = expected > PRECISION_M
         assert int((inside[clear] != contains[clear]).sum()) == 0
-        assert float(np.abs(np.abs(d) - expected).max()) < 1e-6
+        assert float(np.abs(np.abs(d) - expected).max()) < PRECISION_M
 
 
 def test_rings_are_cut_where_shapely_cuts_them_even_when_a_ring_returns_to_its_start() -> None:
