@@ -18,6 +18,7 @@ from pathlib import Path
 import asyncpg
 from litestar import Litestar
 
+from app import collector
 from app.catalog import Catalog, watching
 from app.clock import Clock, system_clock
 from app.db import open_pool
@@ -111,6 +112,14 @@ async def retention(app: Litestar) -> AsyncIterator[None]:
     async with purging(app.state.pool, app.state.clock, days=settings.retention_days,
                        interval_seconds=settings.retention_interval_seconds,
                        batch=settings.retention_batch, on_purged=count):
+        yield
+
+
+@asynccontextmanager
+async def settled(app: Litestar) -> AsyncIterator[None]:
+    """Last of the resources: what the process holds once started is moved out of the garbage
+    collector's way (`app.collector.settled`)."""
+    with collector.settled():
         yield
 
 

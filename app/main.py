@@ -27,6 +27,7 @@ from app.lifespan import (
     prediction,
     push_delivery,
     retention,
+    settled,
     value,
     webhook_delivery,
 )
@@ -99,7 +100,7 @@ def create_app(settings: Settings, *, clock: Clock = system_clock) -> Litestar:
         after_exception=[count_unrouted],
         exception_handlers=exception_handlers(),
         lifespan=[database, ping_partitions, catalog, prediction, intent, value, retention,
-                  push_delivery, webhook_delivery],
+                  push_delivery, webhook_delivery, settled],
         plugins=[ProblemResponses(), StrictStructSchemas()],
         middleware=[metrics_middleware],
         state=state,

@@ -7,6 +7,7 @@ differences around the requests a case makes.
 
 from __future__ import annotations
 
+import gc
 from typing import Any
 
 import asyncpg
@@ -162,6 +163,14 @@ async def test_metrics_is_prometheus_text(api: Api) -> None:
     assert (response.status_code, response.headers["content-type"].split(";")[0],
             {"contexto_http_requests", "contexto_pings_accepted", "contexto_pings_rejected"}
             <= families) == (200, "text/plain", True)
+
+
+async def test_a_started_service_keeps_what_it_holds_out_of_the_collectors_walks(
+        api: Api) -> None:
+    # app.collector.settled, the last of the lifespan's resources: the modules, catalog and
+    # models alive once started are frozen while the service runs.
+    response = await api.call("GET", "/healthz")
+    assert (response.status_code, gc.get_freeze_count() > 100_000) == (200, True)
 
 
 @pytest.mark.parametrize(("method", "path", "route", "status"), [
