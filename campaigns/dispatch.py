@@ -272,15 +272,18 @@ class Dispatcher:
         async with notified(dsn, "contexto_outbox") as wake:
             log.info("dispatching from the outbox (lease %.1f s)", self.lease.total_seconds())
             while not stop.is_set():
+                # Cleared before the round, not after: a NOTIFY that comes while a batch is
+                # out starts the next round at once instead of being lost until the next due
+                # time (under load, that was most of a push's wait after its ping was answered).
+                wake.clear()
                 try:
                     claimed = await self.run_once()
                 except (asyncpg.PostgresError, OSError):
                     log.exception("dispatch round failed; retrying shortly")
                     claimed = 0
                     await asyncio.sleep(1.0)
-                if claimed >= self.batch_size:
+                if claimed >= self.batch_size or wake.is_set():
                     continue  # more may be waiting
-                wake.clear()
                 await wait_any((wake, stop), await idle_seconds(
                     self.pool, NEXT_DUE, self.lease, self.clock,
                     idle_cap=IDLE_WAKE_SECONDS, idle_floor=MIN_IDLE_SECONDS))
