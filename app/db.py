@@ -48,9 +48,11 @@ async def _no_session_reset(conn: asyncpg.Connection) -> None:
     connections), so a released connection needs no `RESET ALL` round trip."""
 
 
-async def open_pool(dsn: str, *, min_size: int = 2, max_size: int = 10) -> asyncpg.Pool:
-    async with _Connection(dsn) as conn:
-        await migrate(conn)
+async def open_pool(dsn: str, *, min_size: int = 2, max_size: int = 10,
+                    migrate_first: bool = True) -> asyncpg.Pool:
+    if migrate_first:
+        async with _Connection(dsn) as conn:
+            await migrate(conn)
     pool = await asyncpg.create_pool(
         dsn, min_size=min_size, max_size=max_size, init=init_connection,
         command_timeout=30, reset=_no_session_reset,

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import uuid
 from datetime import datetime, timedelta
+from typing import Any
 
 import asyncpg
 
@@ -214,3 +215,47 @@ async def test_the_export_holds_presence_events_visits_and_deliveries(world: Wor
     ) == (["entered", "dwelled", "exited"], [world.store_id], [campaign["id"]], 1)
     # and why each delivery went out, as GET /v1/deliveries/{id}/why shows it
     assert [d["why"]["chosen"]["campaign_id"] for d in export["deliveries"]] == [campaign["id"]]
+
+
+async def test_a_push_goes_out_while_ping_batches_hold_every_request_connection(
+        world: World) -> None:
+    # The dispatcher claims and records on connections of its own: requests holding the whole
+    # request pool (a burst of ping batches) must not hold back a push. Here the push is a retry
+    # (FCM answered 503 first), and the request pool is held from before it comes due.
+    campaign = await world.campaign()
+    await world.fault(503, 1, retry_after=1.0)
+    _, token = await world.device()
+    await world.walk_in(token)
+    for _ in range(100):  # until the first attempt is recorded (a connection of the test's own)
+        rows = await world.sql("SELECT status, attempts FROM deliveries")
+        if [tuple(r) for r in rows] == [("queued", 1)]:
+            break
+        await asyncio.sleep(0.05)
+    client = world.api.client
+    pool = client.app.state.pool
+    held: list[Any] = []
+
+    async def hold_every_connection() -> None:  # and each one the service's own tasks release
+        while len(held) < pool.get_max_size():
+            held.append(await pool.acquire())
+
+    async def release() -> None:
+        for conn in held:
+            await pool.release(conn)
+
+    # On the service's own event loop (the test client's portal), where its pool lives.
+    holding = client.blocking_portal.start_task_soon(hold_every_connection)
+    try:
+        await asyncio.sleep(0.2)
+        assert held  # the requests' pool is taken
+        messages = await world.wait_for(lambda m: len(m) >= 1, seconds=10)
+        for _ in range(100):  # the outcome is recorded while they are still held
+            rows = await world.sql("SELECT status, attempts FROM deliveries")
+            if [tuple(r) for r in rows] == [("sent", 2)]:
+                break
+            await asyncio.sleep(0.05)
+    finally:
+        holding.cancel()
+        await asyncio.to_thread(client.blocking_portal.call, release)
+    assert (len(messages), [tuple(r) for r in rows]) == (1, [("sent", 2)])
+    assert len(await world.delivery_rows(campaign["id"])) == 1
