@@ -36,13 +36,14 @@ from geo.fences import EARTH_RADIUS_M
 
 # numba's on-disk cache notices a change to a compiled function's own file only, not to the
 # constants and inlined functions it takes from the index's other files: the cache is kept in a
-# directory named after all of their sources, so that any change compiles afresh.
+# directory named after all of their sources, so that any change compiles afresh (and an index
+# saved by other sources is not mapped: geo.index_share).
 _SOURCES = ("index_kernels.py", "index_geometry.py", "index_build.py", "index_query.py")
-_DIGEST = hashlib.sha256(b"".join((Path(__file__).parent / name).read_bytes()
-                                  for name in _SOURCES)).hexdigest()[:16]
+SOURCES_DIGEST = hashlib.sha256(b"".join((Path(__file__).parent / name).read_bytes()
+                                         for name in _SOURCES)).hexdigest()[:16]
 nb.config.CACHE_DIR = str(Path(os.environ.get("NUMBA_CACHE_DIR")
                                or Path(__file__).parent / "__pycache__")
-                          / f"index-{_DIGEST}")
+                          / f"index-{SOURCES_DIGEST}")
 
 CIRCLE, POLYGON = 0, 1
 DEG_M = math.radians(1.0) * EARTH_RADIUS_M  # metres per degree of latitude

@@ -24,6 +24,7 @@ import numpy as np
 
 from geo.index_build import Tables
 from geo.index_geometry import Geometry
+from geo.index_kernels import SOURCES_DIGEST
 from geo.index_query import FenceIndex
 from geo.index_types import DEFAULT_CELL_M, DEFAULT_MAX_MARGIN_M, IndexedFence
 
@@ -74,13 +75,18 @@ def save(index: FenceIndex, folder: Path) -> None:
     np.save(aside / "fence_ids.npy", ids.reshape(-1, 16))
     np.save(aside / "settings.npy", np.array([index.cell_m, index.max_margin_m]))
     np.save(aside / "facts.npy", _facts([index.fence(i) for i in index._ids]))
+    (aside / "sources").write_text(SOURCES_DIGEST)
     shutil.rmtree(folder, ignore_errors=True)
     os.rename(aside, folder)
 
 
 def load(folder: Path, fences: Sequence[IndexedFence], *, version: int) -> FenceIndex | None:
     """The index saved in `folder`, its arrays memory-mapped read-only, over these fences; None
-    when they are not the fences it was built from (their enabled ones, by id)."""
+    when they are not the fences it was built from (their enabled ones, by id), or it was saved
+    by other sources of the index (another release: its arrays may be laid out otherwise)."""
+    sources = folder / "sources"
+    if not sources.is_file() or sources.read_text() != SOURCES_DIGEST:
+        return None
     ids = [uuid.UUID(bytes=row.tobytes()) for row in np.load(folder / "fence_ids.npy")]
     by_id = {f.fence_id: f for f in fences if f.enabled}
     if len(by_id) != len(ids) or any(i not in by_id for i in ids):

@@ -77,6 +77,20 @@ def test_other_fences_under_the_same_version_are_built_not_mapped(tmp_path: Path
     assert answers(index) == answers(FenceIndex.build(moved))
 
 
+def test_an_index_saved_by_another_release_is_built_again_not_mapped(tmp_path: Path) -> None:
+    shared_build(tmp_path, FENCES, 7)
+    saved = tmp_path / "v7"
+    (saved / "sources").write_text("an-older-index")  # its arrays may be laid out otherwise
+
+    index = shared_build(tmp_path, FENCES, 7)
+
+    assert not mapped(index)
+    assert answers(index) == answers(FenceIndex.build(FENCES))
+    assert mapped(shared_build(tmp_path, FENCES, 7))  # and saved again, for the next worker
+    (saved / "sources").unlink()  # a release from before the marker
+    assert not mapped(shared_build(tmp_path, FENCES, 7))
+
+
 def test_a_new_version_replaces_the_saved_one(tmp_path: Path) -> None:
     shared_build(tmp_path, FENCES, 7)
     shared_build(tmp_path, FENCES[:20], 8)
