@@ -13,10 +13,11 @@ steady ping load a worker stopped for ~150 ms (up to 230 ms) every few seconds, 
 of the requests' p99 latency. Frozen, they are no longer walked; objects made afterwards are
 collected as before.
 
-Why: the service holds about half a million long-lived objects (models, catalog, fence index),
-and a replay allocates millions of short-lived ones. Each automatic full collection walks every
-tracked object, and a replay keeping a chunk of devices alive triggers them again and again: in
-a replay of 1,000 devices over two days on 2 cores, they were half of its CPU. Reference
+Why the collector is held off during a replay (`paused`): the service holds about half a million
+long-lived objects (models, catalog, fence index), and a replay allocates millions of short-lived
+ones. Each automatic full collection walks every tracked object, and a replay keeping a chunk of
+devices alive triggers them again and again: in a replay of 1,000 devices over two days on 2
+cores, they were half of its CPU. Reference
 counting frees what the replay drops either way; only reference cycles wait for the next
 collection.
 """
